@@ -1,0 +1,216 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// LabelFingerprint carries FingerprintLabelValue(spec.fingerprint).
+	LabelFingerprint = "leasehold.dev/fingerprint"
+	// LabelTarget carries TargetLabelValue(spec.target).
+	LabelTarget = "leasehold.dev/target"
+
+	// MaxSignalNames bounds status.deduplication.signalNames so that an
+	// incident fed by many distinct alerts cannot grow the object without limit.
+	MaxSignalNames = 16
+)
+
+// SignalSource says which adapter received a signal.
+// +kubebuilder:validation:Enum=alertmanager;kubernetes-event
+type SignalSource string
+
+const (
+	SourceAlertmanager    SignalSource = "alertmanager"
+	SourceKubernetesEvent SignalSource = "kubernetes-event"
+)
+
+// RemediationPhase is where a RemediationRequest is in its life.
+//
+//	Pending -> Blocked <-> Pending -> Executing -> Completed | Failed | Cancelled
+//
+// +kubebuilder:validation:Enum=Pending;Blocked;Executing;Completed;Failed;Cancelled
+type RemediationPhase string
+
+const (
+	PhasePending   RemediationPhase = "Pending"
+	PhaseBlocked   RemediationPhase = "Blocked"
+	PhaseExecuting RemediationPhase = "Executing"
+	PhaseCompleted RemediationPhase = "Completed"
+	PhaseFailed    RemediationPhase = "Failed"
+	PhaseCancelled RemediationPhase = "Cancelled"
+)
+
+// IsTerminal reports whether no further transition can happen. It is the
+// only definition of terminal: a non-terminal request absorbs new signals for
+// its fingerprint, a terminal one does not.
+func (p RemediationPhase) IsTerminal() bool {
+	return p == PhaseCompleted || p == PhaseFailed || p == PhaseCancelled
+}
+
+// BlockReasonResourceBusy means another WorkflowExecution is active on the
+// same target; the request runs after it finishes.
+const BlockReasonResourceBusy = "ResourceBusy"
+
+// RemediationRequestSpec describes one incident. It is immutable: new signals
+// for the same incident change only status.deduplication.
+type RemediationRequestSpec struct {
+	// Fingerprint identifies the incident's workload: a lowercase hex SHA-256.
+	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
+	Fingerprint string `json:"fingerprint"`
+
+	// SignalName is the name of the first signal, such as an alert name or
+	// an event reason.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SignalName string `json:"signalName"`
+
+	// Severity as the source reported it, such as "critical" or "warning".
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Severity string `json:"severity,omitempty"`
+
+	// Source is the adapter that received the first signal.
+	Source SignalSource `json:"source"`
+
+	// Target is the workload the signal resolved to (a Pod's owning
+	// Deployment, say): the unit of remediation and of exclusion.
+	Target TargetRef `json:"target"`
+
+	// SignalTarget is the object the signal named; it may equal Target.
+	SignalTarget TargetRef `json:"signalTarget"`
+
+	// FiringTime is when the source says the condition started.
+	// +optional
+	FiringTime *metav1.Time `json:"firingTime,omitempty"`
+
+	// ReceivedAt is when the gateway received the first signal. Requests for
+	// one target run in receivedAt order, hence microsecond precision.
+	ReceivedAt metav1.MicroTime `json:"receivedAt"`
+
+	// SignalLabels are the labels of the first signal.
+	// +optional
+	SignalLabels map[string]string `json:"signalLabels,omitempty"`
+
+	// SignalAnnotations are the annotations of the first signal.
+	// +optional
+	SignalAnnotations map[string]string `json:"signalAnnotations,omitempty"`
+}
+
+// DeduplicationStatus counts the signals one request absorbed. The gateway
+// owns it.
+type DeduplicationStatus struct {
+	FirstSeenAt metav1.MicroTime `json:"firstSeenAt"`
+	LastSeenAt  metav1.MicroTime `json:"lastSeenAt"`
+
+	// OccurrenceCount is the number of signals absorbed, the first included.
+	// +kubebuilder:validation:Minimum=1
+	OccurrenceCount int64 `json:"occurrenceCount"`
+
+	// SignalNames are the distinct signal names seen, oldest first, at most
+	// MaxSignalNames.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	SignalNames []string `json:"signalNames,omitempty"`
+}
+
+// ObjectReference names an object of this API in the same namespace, with
+// the UID that tells a re-created object of the same name apart.
+type ObjectReference struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +optional
+	UID string `json:"uid,omitempty"`
+}
+
+// RemediationRequestStatus is written by two owners; see the package doc.
+type RemediationRequestStatus struct {
+	// Phase is owned by the orchestrator. Empty means Pending.
+	// +optional
+	Phase RemediationPhase `json:"phase,omitempty"`
+
+	// BlockReason says why a Blocked request waits, such as ResourceBusy.
+	// +optional
+	BlockReason string `json:"blockReason,omitempty"`
+
+	// BlockedBy names the WorkflowExecution a Blocked request waits for.
+	// +optional
+	BlockedBy string `json:"blockedBy,omitempty"`
+
+	// WorkflowExecutionRef names the execution started for this request.
+	// +optional
+	WorkflowExecutionRef *ObjectReference `json:"workflowExecutionRef,omitempty"`
+
+	// Conditions explain the phase to humans and tools.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Deduplication is owned by the gateway. Absent means one signal seen at
+	// spec.receivedAt.
+	// +optional
+	Deduplication *DeduplicationStatus `json:"deduplication,omitempty"`
+}
+
+// RemediationRequest is one incident on one target, however many signals
+// reported it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rr,categories=leasehold
+// +kubebuilder:selectablefield:JSONPath=`.spec.fingerprint`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Kind",type=string,JSONPath=`.spec.target.kind`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.name`
+// +kubebuilder:printcolumn:name="Count",type=integer,JSONPath=`.status.deduplication.occurrenceCount`
+// +kubebuilder:printcolumn:name="Signal",type=string,JSONPath=`.spec.signalName`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RemediationRequest struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable"
+	Spec   RemediationRequestSpec   `json:"spec"`
+	Status RemediationRequestStatus `json:"status,omitempty"`
+}
+
+// RemediationRequestList is a list of RemediationRequests.
+//
+// +kubebuilder:object:root=true
+type RemediationRequestList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RemediationRequest `json:"items"`
+}
+
+// EffectivePhase is the phase every reader must use: an empty phase (the
+// status subresource drops status on create) means Pending.
+func (rr *RemediationRequest) EffectivePhase() RemediationPhase {
+	if rr.Status.Phase == "" {
+		return PhasePending
+	}
+	return rr.Status.Phase
+}
+
+// IsTerminal reports whether the request's effective phase is terminal.
+func (rr *RemediationRequest) IsTerminal() bool {
+	return rr.EffectivePhase().IsTerminal()
+}
+
+// EffectiveDeduplication is the deduplication record every reader must use.
+// A request the gateway has not yet counted again counts the one signal that
+// created it, so no reader ever sees an occurrence count below 1. The result
+// is a copy: changing it does not change rr.
+func (rr *RemediationRequest) EffectiveDeduplication() DeduplicationStatus {
+	if d := rr.Status.Deduplication; d != nil && d.OccurrenceCount >= 1 {
+		out := *d.DeepCopy()
+		return out
+	}
+	return DeduplicationStatus{
+		FirstSeenAt:     rr.Spec.ReceivedAt,
+		LastSeenAt:      rr.Spec.ReceivedAt,
+		OccurrenceCount: 1,
+		SignalNames:     []string{rr.Spec.SignalName},
+	}
+}
