@@ -36,8 +36,20 @@ mkdir -p "$dir"
 # API server calls itself v0.0.0 and the version check below could not work.
 k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$k8s_version" | cut -d. -f2)"
 
-apiserver_ok() { [[ -x "$dir/kube-apiserver" ]] && "$dir/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $k8s_version"; }
-etcd_ok() { [[ -x "$dir/etcd" ]] && "$dir/etcd" --version 2>/dev/null | grep -q "^etcd Version: ${etcd_version#v}$"; }
+# The output is captured before matching: piping into grep -q would let grep
+# exit early, and under pipefail the writer's SIGPIPE would read as a mismatch.
+apiserver_ok() {
+	[[ -x "$dir/kube-apiserver" ]] || return 1
+	local out
+	out="$("$dir/kube-apiserver" --version 2>/dev/null)" || return 1
+	[[ "$out" == "Kubernetes $k8s_version" ]]
+}
+etcd_ok() {
+	[[ -x "$dir/etcd" ]] || return 1
+	local out
+	out="$("$dir/etcd" --version 2>/dev/null)" || return 1
+	[[ "$(head -n1 <<<"$out")" == "etcd Version: ${etcd_version#v}" ]]
+}
 
 build() { # name, module dir, package, ldflags
 	local name=$1 mod=$2 pkg=$3 ldflags=$4 start=$SECONDS

@@ -1,0 +1,304 @@
+//go:build integration
+
+package v1alpha1_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/controlplane"
+)
+
+const ns = "leasehold-system"
+
+var (
+	cs  kubernetes.Interface
+	cli client.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(controlplane.Run(m, controlplane.Options{Namespaces: []string{ns}}, func(cp *controlplane.ControlPlane) error {
+		scheme := runtime.NewScheme()
+		if err := clientgoscheme.AddToScheme(scheme); err != nil {
+			return err
+		}
+		if err := v1alpha1.AddToScheme(scheme); err != nil {
+			return err
+		}
+		var err error
+		if cs, err = kubernetes.NewForConfig(cp.Config); err != nil {
+			return err
+		}
+		cli, err = client.New(cp.Config, client.Options{Scheme: scheme})
+		return err
+	}))
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var fingerprintSeq int
+
+// newRR returns a valid request whose fingerprint is unique to the test run.
+func newRR(t *testing.T) *v1alpha1.RemediationRequest {
+	t.Helper()
+	fingerprintSeq++
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", t.Name(), fingerprintSeq))
+	fp := hex.EncodeToString(sum[:])
+	target := v1alpha1.TargetRef{Cluster: "local", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"}
+	return &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "rr-",
+			Namespace:    ns,
+			Labels: map[string]string{
+				v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp),
+				v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(target),
+			},
+		},
+		Spec: v1alpha1.RemediationRequestSpec{
+			Fingerprint:  fp,
+			SignalName:   "KubePodCrashLooping",
+			Severity:     "critical",
+			Source:       v1alpha1.SourceAlertmanager,
+			Target:       target,
+			SignalTarget: v1alpha1.TargetRef{Cluster: "local", APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-7d9f-abcde"},
+			ReceivedAt:   metav1.NowMicro(),
+		},
+	}
+}
+
+func TestLeaseRoundTrip(t *testing.T) {
+	ctx := testContext(t)
+	leases := cs.CoordinationV1().Leases(ns)
+	in := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "smoke"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("me"), LeaseDurationSeconds: ptr.To[int32](30)},
+	}
+	created, err := leases.Create(ctx, in, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create lease: %v", err)
+	}
+	got, err := leases.Get(ctx, "smoke", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get lease: %v", err)
+	}
+	if got.UID != created.UID || ptr.Deref(got.Spec.HolderIdentity, "") != "me" {
+		t.Fatalf("got lease %s holder %q, want %s holder me", got.UID, ptr.Deref(got.Spec.HolderIdentity, ""), created.UID)
+	}
+	if err := leases.Delete(ctx, "smoke", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &created.UID}}); err != nil {
+		t.Fatalf("delete lease: %v", err)
+	}
+	if _, err := leases.Get(ctx, "smoke", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("get after delete: err = %v, want NotFound", err)
+	}
+}
+
+func TestRemediationRequestRoundTrip(t *testing.T) {
+	ctx := testContext(t)
+	rr := newRR(t)
+	rr.Status.Phase = v1alpha1.PhaseExecuting // dropped by the status subresource on create
+	if err := cli.Create(ctx, rr); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	got := &v1alpha1.RemediationRequest{}
+	if err := cli.Get(ctx, client.ObjectKeyFromObject(rr), got); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if got.Status.Phase != "" {
+		t.Fatalf("status.phase after create = %q, want empty (status subresource)", got.Status.Phase)
+	}
+	if p := got.EffectivePhase(); p != v1alpha1.PhasePending {
+		t.Fatalf("EffectivePhase = %q, want Pending", p)
+	}
+	if d := got.EffectiveDeduplication(); d.OccurrenceCount != 1 || !d.FirstSeenAt.Equal(&got.Spec.ReceivedAt) {
+		t.Fatalf("EffectiveDeduplication = %+v, want count 1 first seen at receivedAt", d)
+	}
+
+	now := metav1.NowMicro()
+	got.Status.Deduplication = &v1alpha1.DeduplicationStatus{FirstSeenAt: got.Spec.ReceivedAt, LastSeenAt: now, OccurrenceCount: 7, SignalNames: []string{"A", "B"}}
+	got.Status.Phase = v1alpha1.PhaseBlocked
+	got.Status.BlockReason = v1alpha1.BlockReasonResourceBusy
+	if err := cli.Status().Update(ctx, got); err != nil {
+		t.Fatalf("status update: %v", err)
+	}
+	again := &v1alpha1.RemediationRequest{}
+	if err := cli.Get(ctx, client.ObjectKeyFromObject(rr), again); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if again.EffectiveDeduplication().OccurrenceCount != 7 || again.EffectivePhase() != v1alpha1.PhaseBlocked {
+		t.Fatalf("after status update: count %d phase %q", again.EffectiveDeduplication().OccurrenceCount, again.EffectivePhase())
+	}
+
+	if err := cli.Delete(ctx, again, client.Preconditions{UID: &again.UID}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if err := cli.Get(ctx, client.ObjectKeyFromObject(rr), again); !apierrors.IsNotFound(err) {
+		t.Fatalf("get after delete: err = %v, want NotFound", err)
+	}
+}
+
+// expectInvalid asserts a 422 whose message names what was wrong.
+func expectInvalid(t *testing.T, what string, err error, mention string) {
+	t.Helper()
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("%s: err = %v, want Invalid (422)", what, err)
+	}
+	if !strings.Contains(err.Error(), mention) {
+		t.Fatalf("%s: error %q does not mention %q", what, err, mention)
+	}
+}
+
+func TestRemediationRequestSchemaRejects(t *testing.T) {
+	ctx := testContext(t)
+
+	t.Run("bad fingerprint", func(t *testing.T) {
+		rr := newRR(t)
+		rr.Spec.Fingerprint = "not-a-sha256"
+		expectInvalid(t, "create", cli.Create(ctx, rr), "spec.fingerprint")
+	})
+	t.Run("bad source", func(t *testing.T) {
+		rr := newRR(t)
+		rr.Spec.Source = "pagerduty"
+		expectInvalid(t, "create", cli.Create(ctx, rr), "spec.source")
+	})
+	t.Run("missing target name", func(t *testing.T) {
+		rr := newRR(t)
+		rr.Spec.Target.Name = ""
+		expectInvalid(t, "create", cli.Create(ctx, rr), "spec.target.name")
+	})
+
+	rr := newRR(t)
+	if err := cli.Create(ctx, rr); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), rr) })
+
+	t.Run("bad phase through status", func(t *testing.T) {
+		bad := rr.DeepCopy()
+		bad.Status.Phase = "Exploded"
+		expectInvalid(t, "status update", cli.Status().Update(ctx, bad), "status.phase")
+	})
+	t.Run("zero occurrence count", func(t *testing.T) {
+		bad := rr.DeepCopy()
+		bad.Status.Deduplication = &v1alpha1.DeduplicationStatus{FirstSeenAt: rr.Spec.ReceivedAt, LastSeenAt: rr.Spec.ReceivedAt}
+		expectInvalid(t, "status update", cli.Status().Update(ctx, bad), "status.deduplication.occurrenceCount")
+	})
+	t.Run("too many signal names", func(t *testing.T) {
+		bad := rr.DeepCopy()
+		names := make([]string, v1alpha1.MaxSignalNames+1)
+		for i := range names {
+			names[i] = "alert-" + string(rune('a'+i))
+		}
+		bad.Status.Deduplication = &v1alpha1.DeduplicationStatus{FirstSeenAt: rr.Spec.ReceivedAt, LastSeenAt: rr.Spec.ReceivedAt, OccurrenceCount: 1, SignalNames: names}
+		expectInvalid(t, "status update", cli.Status().Update(ctx, bad), "signalNames")
+	})
+	t.Run("changed spec", func(t *testing.T) {
+		bad := rr.DeepCopy()
+		bad.Spec.Target.Name = "other"
+		expectInvalid(t, "update", cli.Update(ctx, bad), "spec is immutable")
+	})
+}
+
+func TestWorkflowExecutionSchema(t *testing.T) {
+	ctx := testContext(t)
+	target := v1alpha1.TargetRef{Cluster: "local", APIVersion: "v1", Kind: "Node", Name: "worker-1"}
+	wfe := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: "wfe-schema", Namespace: ns, Labels: map[string]string{v1alpha1.LabelTarget: v1alpha1.TargetLabelValue(target)}},
+		Spec: v1alpha1.WorkflowExecutionSpec{
+			Target:                target,
+			RemediationRequestRef: v1alpha1.ObjectReference{Name: "rr-x", UID: "1234"},
+			Sequence:              1,
+			FencingToken:          "42",
+			Timeout:               &metav1.Duration{Duration: time.Minute},
+		},
+	}
+	if err := cli.Create(ctx, wfe); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), wfe) })
+
+	bad := wfe.DeepCopy()
+	bad.Status.Phase = "Paused"
+	expectInvalid(t, "status update", cli.Status().Update(ctx, bad), "status.phase")
+
+	bad = wfe.DeepCopy()
+	bad.Spec.Sequence = 2
+	expectInvalid(t, "update", cli.Update(ctx, bad), "spec is immutable")
+
+	zero := wfe.DeepCopy()
+	zero.ObjectMeta = metav1.ObjectMeta{Name: "wfe-zero", Namespace: ns}
+	zero.Spec.Sequence = 0
+	expectInvalid(t, "create", cli.Create(ctx, zero), "spec.sequence")
+
+	ok := wfe.DeepCopy()
+	ok.Status.Phase = v1alpha1.WorkflowRunning
+	if err := cli.Status().Update(ctx, ok); err != nil {
+		t.Fatalf("status update to Running: %v", err)
+	}
+}
+
+func TestListBySelectors(t *testing.T) {
+	ctx := testContext(t)
+	a, b := newRR(t), newRR(t)
+	b.Spec.Fingerprint = strings.Repeat("ab", 32)
+	b.Labels[v1alpha1.LabelFingerprint] = v1alpha1.FingerprintLabelValue(b.Spec.Fingerprint)
+	b.Spec.Target.Name = "api"
+	b.Labels[v1alpha1.LabelTarget] = v1alpha1.TargetLabelValue(b.Spec.Target)
+	for _, rr := range []*v1alpha1.RemediationRequest{a, b} {
+		if err := cli.Create(ctx, rr); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		t.Cleanup(func() { _ = cli.Delete(context.Background(), rr) })
+	}
+
+	var byField v1alpha1.RemediationRequestList
+	if err := cli.List(ctx, &byField, client.InNamespace(ns), client.MatchingFields{"spec.fingerprint": b.Spec.Fingerprint}); err != nil {
+		t.Fatalf("list by field: %v", err)
+	}
+	if len(byField.Items) != 1 || byField.Items[0].Name != b.Name {
+		t.Fatalf("list by spec.fingerprint: got %d items, want exactly %s", len(byField.Items), b.Name)
+	}
+
+	var byLabel v1alpha1.RemediationRequestList
+	if err := cli.List(ctx, &byLabel, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(a.Spec.Fingerprint)}); err != nil {
+		t.Fatalf("list by label: %v", err)
+	}
+	if len(byLabel.Items) != 1 || byLabel.Items[0].Name != a.Name {
+		t.Fatalf("list by fingerprint label: got %d items, want exactly %s", len(byLabel.Items), a.Name)
+	}
+
+	var byTarget v1alpha1.RemediationRequestList
+	if err := cli.List(ctx, &byTarget, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelTarget: v1alpha1.TargetLabelValue(b.Spec.Target)}); err != nil {
+		t.Fatalf("list by target label: %v", err)
+	}
+	if len(byTarget.Items) != 1 || byTarget.Items[0].Name != b.Name {
+		t.Fatalf("list by target label: got %d items, want exactly %s", len(byTarget.Items), b.Name)
+	}
+
+	// A field the CRD does not declare selectable is refused, not ignored.
+	var bad v1alpha1.RemediationRequestList
+	err := cli.List(ctx, &bad, client.InNamespace(ns), client.MatchingFields{"spec.signalName": "x"})
+	if !apierrors.IsBadRequest(err) {
+		t.Fatalf("list by undeclared field: err = %v, want BadRequest", err)
+	}
+}
