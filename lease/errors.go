@@ -1,0 +1,65 @@
+package lease
+
+import "errors"
+
+// Sentinel errors. Callers branch on them with errors.Is; the returned errors
+// wrap them with the key and the operation.
+var (
+	// ErrHeld means the key is held by another holder: another process, or
+	// another goroutine of this process through the same Locker.
+	ErrHeld = errors.New("lease: lock held by another holder")
+
+	// ErrLost means a lock that was acquired is no longer safely held: its
+	// safe deadline passed without a successful renewal, or its Lease was
+	// observed taken over or deleted. It is the cause of Lock.Context once
+	// lost, and what Lock.Err and Lock.Release return afterwards.
+	ErrLost = errors.New("lease: lock lost")
+
+	// ErrReleased is the cause of Lock.Context after a Release (or after
+	// Locker.Close released the lock, see ErrClosed) and what Lock.Err
+	// returns afterwards. It is deliberately not ErrLost: a released lock
+	// ended by the holder's own decision.
+	ErrReleased = errors.New("lease: lock released")
+
+	// ErrNotHeld means the Lock was never acquired through a Locker (a nil
+	// or zero Lock).
+	ErrNotHeld = errors.New("lease: lock not held by this locker")
+
+	// ErrClosed is returned by TryAcquire and Acquire once the Locker is
+	// closing, and is the cause (wrapping ErrReleased) of the Context of
+	// locks released by Locker.Close.
+	ErrClosed = errors.New("lease: locker closed")
+)
+
+// lossReason is a bounded label value for the losses metric.
+type lossReason string
+
+const (
+	lossDeadline  lossReason = "deadline"   // no successful renewal before the safe deadline
+	lossTakenOver lossReason = "taken_over" // a renewal found another holder in the Lease
+	lossDeleted   lossReason = "deleted"    // a renewal found the Lease gone
+	lossForced    lossReason = "forced"     // leasetest forced the loss
+)
+
+// lostError is ErrLost with the reason, so errors.Is(err, ErrLost) holds and
+// the message says why.
+type lostError struct {
+	reason lossReason
+	detail string
+}
+
+func (e *lostError) Error() string {
+	if e.detail == "" {
+		return ErrLost.Error() + " (" + string(e.reason) + ")"
+	}
+	return ErrLost.Error() + " (" + string(e.reason) + "): " + e.detail
+}
+
+func (e *lostError) Unwrap() error { return ErrLost }
+
+// closedError is the cause given to a lock released by Locker.Close: both
+// ErrClosed and ErrReleased, never ErrLost.
+type closedError struct{}
+
+func (closedError) Error() string   { return ErrClosed.Error() + ": " + ErrReleased.Error() }
+func (closedError) Is(t error) bool { return t == ErrClosed || t == ErrReleased }
