@@ -8,7 +8,7 @@ PKGS      := ./...
 # they run one package at a time.
 TEST_FLAGS ?= -race -count=1 -timeout=30m
 
-.PHONY: all build test test-unit test-integration lint verify generate controlplane up clean
+.PHONY: all build test test-unit test-integration lint verify generate controlplane up clean soak bench fuzz
 
 all: build
 
@@ -26,6 +26,19 @@ test-unit:
 ## test-integration: the integration suites only.
 test-integration: controlplane
 	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test $(TEST_FLAGS) -p 1 -tags integration $(PKGS)
+
+## soak: the lease exclusion test at full size (5 Lockers x 20 goroutines x 2,000 acquisitions); not in CI.
+soak: controlplane
+	LEASEHOLD_SOAK=1 LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test -race -count=1 -timeout=3h -tags integration -run TestIntegrationConcurrentLockers -v ./lease/
+
+## bench: lock latency and API calls per operation on the real API server.
+bench: controlplane
+	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test -tags integration -run '^$$' -bench Integration -benchtime 200x ./lease/
+
+## fuzz: run each fuzz target for FUZZTIME (CI runs only their seed corpora).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz=FuzzExponential -fuzztime=$(FUZZTIME) ./backoff/
 
 lint:
 	hack/verify-gofmt.sh

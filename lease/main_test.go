@@ -1,3 +1,5 @@
+//go:build !integration
+
 package lease
 
 import (
@@ -6,6 +8,8 @@ import (
 	"go.uber.org/goleak"
 )
 
+// Under the integration tag, main_integration_test.go owns TestMain: it
+// starts the control plane and runs the same goroutine-leak check.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
