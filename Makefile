@@ -39,6 +39,8 @@ bench: controlplane
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzExponential -fuzztime=$(FUZZTIME) ./backoff/
+	$(GO) test -run '^$$' -fuzz=FuzzLeaseName -fuzztime=$(FUZZTIME) ./lease/
+	$(GO) test -run '^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./lease/
 
 lint:
 	hack/verify-gofmt.sh
