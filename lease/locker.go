@@ -65,6 +65,11 @@ type slot struct {
 	holder    *Lock // nil while the owner is acquiring remotely
 	waiters   []*waiter
 	handoffs  int // consecutive local hand-offs since the Lease was written by a remote acquisition
+	// yieldAfter is set, under Locker.mu, when a Release deleted the Lease
+	// because the fairness bound (MaxLocalHandoffs) was reached; it holds
+	// the resourceVersion of that Delete. The next local owner of the slot
+	// clears it and gives remote waiters a window to take the key first.
+	yieldAfter string
 }
 
 // waiter is a goroutine queued in Acquire behind the slot's owner.
