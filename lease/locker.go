@@ -67,7 +67,8 @@ type slot struct {
 	handoffs  int // consecutive local hand-offs since the Lease was written by a remote acquisition
 	// yieldAfter is set, under Locker.mu, when a Release deleted the Lease
 	// because the fairness bound (MaxLocalHandoffs) was reached; it holds
-	// the resourceVersion of that Delete. The next local owner of the slot
+	// the resourceVersion of the deleted Lease, from which a watch sees the
+	// deletion and any later creation. The next local owner of the slot
 	// clears it and gives remote waiters a window to take the key first.
 	yieldAfter string
 }
