@@ -73,20 +73,32 @@
 // call; a second Acquire queues. On Release, the Lease is handed to the next
 // local waiter with one Update (new holder id, leaseTransitions+1, and a new
 // token); after MaxLocalHandoffs consecutive hand-offs the Lease is deleted
-// instead, so other processes get a turn. A waiter whose context ends
+// instead, so other processes get a turn: the next local waiter then
+// watches the Lease for a short window (100ms on the Locker's clock) and
+// creates it only if no other process did meanwhile; if one did, it waits
+// for that holder like any remote contender. A waiter whose context ends
 // leaves the queue; a lost lock passes the key to the next waiter, which
 // then acquires like any remote contender.
 //
 // # Waiting on another process
 //
 // Acquire, when another process holds the key, watches that one Lease (a
-// field selector on its name, from the resourceVersion it observed). A
-// deletion or a change wakes it at once; otherwise it wakes when the Lease
-// would expire by observation. If the watch cannot be opened or breaks,
-// the rounds are spaced by Options.Backoff (full jitter, base 100ms, cap
-// 1s by default). Acquire is bounded only by its context: without a
-// deadline it waits forever, like sync.Mutex.Lock. API errors other than
-// contention end it at once; wrap it in a retry loop if you want more.
+// field selector on its name, from the resourceVersion it observed) and
+// keeps that watch for the rest of the acquisition: a renewal by the holder
+// is an event, not a request. Events not newer than what it has already
+// observed are ignored. A deletion or a change wakes it at once; otherwise
+// it wakes when the Lease would expire by observation, the time spent
+// opening the watch included (the open is bounded by RequestTimeout), and
+// then, if the watch was healthy throughout, takes it over with one Update
+// and no Get. A watch the server closes is re-opened from the newest
+// version seen. If the watch cannot be opened or fails, the rounds are
+// spaced by Options.Backoff (full jitter, base 100ms, cap 1s by default)
+// and each starts with a Get; a Create retried because the Lease vanished
+// between a lost Create and its Get waits the backoff delay too. Acquire
+// is bounded only by
+// its context: without a deadline it waits forever, like sync.Mutex.Lock.
+// API errors other than contention end it at once; wrap it in a retry loop
+// if you want more.
 //
 // # Fencing tokens
 //
@@ -141,7 +153,10 @@
 //
 // With Options.Registerer, the Locker registers <MetricsNamespace>_lock_*:
 // acquire_attempts_total{method}, acquisitions_total{path},
-// contention_total{where}, api_errors_total{operation},
+// contention_total{where} (acquisition calls that found the key held,
+// once per call), wait_wakeups_total{reason} (rounds of waiting for
+// another process, by changed, deleted, expired or poll),
+// api_errors_total{operation},
 // acquire_duration_seconds{outcome}, hold_duration_seconds,
 // renewals_total, renewal_failures_total, losses_total{reason},
 // takeovers_total, releases_total{outcome}, local_handoffs_total, held and

@@ -21,8 +21,10 @@ var (
 	// ended by the holder's own decision.
 	ErrReleased = errors.New("lease: lock released")
 
-	// ErrNotHeld means the Lock was never acquired through a Locker (a nil
-	// or zero Lock).
+	// ErrNotHeld is what Lock.Release and Lock.Err return for a nil or
+	// zero Lock, which no Locker acquired. A Lock that was acquired never
+	// reports it: once released, Err returns ErrReleased and Release nil;
+	// once lost, both return ErrLost.
 	ErrNotHeld = errors.New("lease: lock not held by this locker")
 
 	// ErrClosed is returned by TryAcquire and Acquire once the Locker is

@@ -111,6 +111,12 @@ func TestFairnessBoundForcesARealRelease(t *testing.T) {
 		if err := prev.Release(ctx); err != nil {
 			t.Fatalf("release %d: %v", i, err)
 		}
+		if i == 8 {
+			// The fairness release deleted the Lease; the 9th waiter
+			// gives watching processes the yield window before its Create.
+			eventually(t, "the yield", func() bool { return e.calls("watch") == 1 && e.clk.Waiters() >= 1 })
+			e.clk.Step(yieldWindow)
+		}
 		next := <-ch
 		if mustCompare(t, next.Token(), prev.Token()) <= 0 {
 			t.Fatal("token order")

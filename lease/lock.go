@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -34,8 +35,13 @@ type Lock struct {
 	logger logr.Logger
 
 	acquiredAt time.Time
+	sent       time.Time // when the acquiring write was sent
 	ctx        context.Context
 	cancel     context.CancelCauseFunc
+	// renewCtx bounds the renewals; abortRenewal cancels one in flight
+	// when Release cannot wait for it any longer.
+	renewCtx     context.Context
+	abortRenewal context.CancelFunc
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed to stop the renewer
@@ -61,6 +67,7 @@ func (l *Locker) newLock(parent context.Context, s *slot, holder string, written
 		holder:     holder,
 		token:      Token{rv: written.ResourceVersion},
 		acquiredAt: l.clock.Now(),
+		sent:       sent,
 		ctx:        ctx,
 		cancel:     cancel,
 		stop:       make(chan struct{}),
@@ -69,6 +76,7 @@ func (l *Locker) newLock(parent context.Context, s *slot, holder string, written
 		lease:      written,
 		deadline:   sent.Add(l.opts.LeaseDuration - l.opts.SafetyMargin),
 	}
+	lk.renewCtx, lk.abortRenewal = context.WithCancel(ctx)
 	lk.logger = logr.FromContextOrDiscard(parent).WithValues("key", s.key, "lease", s.name, "holder", holder)
 	l.metrics.held.Inc()
 	return lk
@@ -125,7 +133,10 @@ func (lk *Lock) Err() error {
 
 // lose ends a held lock as lost: cancels Context with the reason, stops the
 // renewer, and passes the key to the next local waiter. It returns the loss
-// error (or ErrReleased if the lock was released first).
+// error (or ErrReleased if the lock was released first). A lock whose
+// Release is still waiting for the renewer (stateReleasing) can be lost
+// too: that Release then finds stateLost and touches nothing, and any other
+// Release keeps waiting for it, so the lock ends exactly once.
 func (lk *Lock) lose(reason lossReason, detail string) error {
 	lk.mu.Lock()
 	switch lk.state {
@@ -174,8 +185,9 @@ type renewResult struct {
 // renewLoop renews the Lease every RenewInterval, and ends the lock at the
 // safe deadline on a timer of its own, so a hanging API call cannot delay
 // the loss. Each renewal runs in a short-lived goroutine bounded by
-// RequestTimeout; the loop waits for it only when stopped by Release, so
-// that Release never races with a renewal.
+// RequestTimeout. When Release stops the loop, it waits for a renewal in
+// flight, so that Release never races with a renewal, but still no longer
+// than the safe deadline.
 func (lk *Lock) renewLoop() {
 	l := lk.l
 	defer l.done()
@@ -183,24 +195,40 @@ func (lk *Lock) renewLoop() {
 
 	results := make(chan renewResult, 1)
 	inflight := false
-	var renewT, deadlineT clock.Timer
-	defer func() {
-		if renewT != nil {
-			renewT.Stop()
-			deadlineT.Stop()
-		}
-	}()
+	var renewT clock.Timer
+	var renewC <-chan time.Time // nil while no renewal is scheduled
 	left := lk.SafeDeadline().Sub(l.clock.Now())
 	if left <= 0 { // the acquiring call itself outlasted the safe deadline
 		lk.lose(lossDeadline, "no successful renewal before the safe deadline")
 		return
 	}
-	renewT = l.clock.NewTimer(l.opts.RenewInterval)
-	deadlineT = l.clock.NewTimer(left)
+	deadlineT := l.clock.NewTimer(left)
+	defer func() {
+		deadlineT.Stop()
+		if renewT != nil {
+			renewT.Stop()
+		}
+	}()
+	schedule := func(d time.Duration) {
+		if renewT != nil {
+			renewT.Stop()
+		}
+		renewT = l.clock.NewTimer(d)
+		renewC = renewT.C()
+	}
 
-	startRenewal := func() {
-		inflight = true
+	// startRenewal sends a renewal, unless the safe deadline has passed:
+	// then it ends the lock and returns false. A renewal sent that late
+	// must not revive the lock, whose loss Err may already have reported
+	// (a paused process can find both timers due at once).
+	startRenewal := func() bool {
 		sent := l.clock.Now()
+		if !sent.Before(lk.SafeDeadline()) {
+			lk.lose(lossDeadline, "no successful renewal before the safe deadline")
+			return false
+		}
+		inflight = true
+		renewC = nil
 		lk.mu.Lock()
 		base := lk.lease
 		lk.mu.Unlock()
@@ -209,51 +237,94 @@ func (lk *Lock) renewLoop() {
 			defer l.done()
 			results <- lk.renewOnce(base, sent)
 		}()
+		return true
+	}
+
+	// handle records a renewal result and reports whether it ended the lock.
+	handle := func(r renewResult) bool {
+		switch r.outcome {
+		case renewed:
+			lk.apply(r)
+			l.metrics.renewals.Inc()
+		case renewAdopt:
+			lk.apply(r)
+		case renewTakenOver:
+			lk.lose(lossTakenOver, r.detail)
+			return true
+		case renewDeleted:
+			lk.lose(lossDeleted, r.detail)
+			return true
+		default:
+			l.metrics.renewalFailures.Inc()
+			lk.logger.V(1).Info("renewal failed", "error", r.err.Error(), "safeDeadline", lk.SafeDeadline())
+		}
+		return false
+	}
+
+	// expired handles the deadline timer firing: true if the lock is lost,
+	// false after re-arming it for a deadline a renewal has moved.
+	expired := func() bool {
+		if left := lk.SafeDeadline().Sub(l.clock.Now()); left > 0 {
+			deadlineT = l.clock.NewTimer(left)
+			return false
+		}
+		lk.lose(lossDeadline, "no successful renewal before the safe deadline")
+		return true
+	}
+
+	// The first renewal is due RenewInterval after the acquiring write was
+	// sent, which is what the safe deadline counts from: a slow acquisition
+	// must not push it towards the deadline.
+	if first := l.opts.RenewInterval - l.clock.Since(lk.sent); first > 0 {
+		schedule(first)
+	} else if !startRenewal() {
+		return
 	}
 
 	for {
 		select {
 		case <-lk.stop:
-			if inflight {
-				lk.apply(<-results)
+			for inflight {
+				select {
+				case r := <-results:
+					inflight = false
+					if handle(r) {
+						return
+					}
+				case <-deadlineT.C():
+					if expired() {
+						return
+					}
+				}
 			}
 			return
 
 		case <-deadlineT.C():
-			if left := lk.SafeDeadline().Sub(l.clock.Now()); left > 0 {
-				deadlineT = l.clock.NewTimer(left)
-				continue
+			if expired() {
+				return
 			}
-			lk.lose(lossDeadline, "no successful renewal before the safe deadline")
-			return
 
-		case <-renewT.C():
-			if !inflight {
-				startRenewal()
+		case <-renewC:
+			if !inflight && !startRenewal() {
+				return
 			}
 
 		case r := <-results:
 			inflight = false
+			if handle(r) {
+				return
+			}
 			switch r.outcome {
 			case renewed:
-				lk.apply(r)
-				l.metrics.renewals.Inc()
 				deadlineT.Stop()
 				deadlineT = l.clock.NewTimer(lk.SafeDeadline().Sub(l.clock.Now()))
-				renewT = l.clock.NewTimer(l.opts.RenewInterval)
+				schedule(l.opts.RenewInterval)
 			case renewAdopt:
-				lk.apply(r)
-				startRenewal()
-			case renewTakenOver:
-				lk.lose(lossTakenOver, r.detail)
-				return
-			case renewDeleted:
-				lk.lose(lossDeleted, r.detail)
-				return
+				if !startRenewal() {
+					return
+				}
 			default:
-				l.metrics.renewalFailures.Inc()
-				lk.logger.V(1).Info("renewal failed", "error", r.err.Error(), "safeDeadline", lk.SafeDeadline())
-				renewT = l.clock.NewTimer(l.opts.RenewInterval / 4)
+				schedule(l.opts.RenewInterval / 4)
 			}
 		}
 	}
@@ -281,7 +352,7 @@ func (lk *Lock) apply(r renewResult) {
 // our own earlier write that landed without us seeing the response.
 func (lk *Lock) renewOnce(base *coordinationv1.Lease, sent time.Time) renewResult {
 	l := lk.l
-	ctx, cancel := context.WithTimeout(lk.ctx, l.opts.RequestTimeout)
+	ctx, cancel := context.WithTimeout(lk.renewCtx, l.opts.RequestTimeout)
 	defer cancel()
 	next := base.DeepCopy()
 	t := metav1.NewMicroTime(sent)
@@ -314,14 +385,20 @@ func (lk *Lock) renewOnce(base *coordinationv1.Lease, sent time.Time) renewResul
 }
 
 // Release ends the lock. It stops the renewer first (waiting for a renewal
-// in flight), cancels Context with ErrReleased, then either hands the Lease
-// to the next local waiter with one Update, or deletes it with UID and
-// resourceVersion preconditions, so it never removes a Lease another holder
-// owns. It runs on its own context bounded by Options.ReleaseTimeout, so a
-// cancelled ctx still releases (ctx contributes only its values).
+// in flight, at most until the safe deadline), cancels Context with
+// ErrReleased, then either hands the Lease to the next local waiter with
+// one Update, or deletes it with UID and resourceVersion preconditions, so
+// it never removes a Lease another holder owns. It runs on its own context
+// bounded by Options.ReleaseTimeout, so a cancelled ctx still releases (ctx
+// contributes only its values); if the time runs out while a renewal is in
+// flight, Release abandons it, touches nothing, and the Lease expires after
+// its duration.
 //
-// A second Release returns nil. Release after the lock was lost returns an
-// error matching ErrLost and touches nothing.
+// A Release that finds another one (or Locker.Close) at work waits for it
+// to finish. A second Release returns nil, or an error matching ErrLost if
+// the lock was lost meanwhile (its safe deadline passed while the first
+// waited for a renewal). Release after the lock was lost returns an error
+// matching ErrLost and touches nothing.
 func (lk *Lock) Release(ctx context.Context) error {
 	if lk == nil || lk.l == nil {
 		return ErrNotHeld
@@ -337,29 +414,52 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		err := lk.lostErr
 		lk.mu.Unlock()
 		return fmt.Errorf("release %s: %w", lk.key, err)
-	case stateReleasing:
+	case stateReleasing, stateReleased:
+		// Another Release (or Close) is at work: wait until it has deleted
+		// or handed off the Lease, then report how the lock ended.
 		lk.mu.Unlock()
 		<-lk.released
-		return nil
-	case stateReleased:
-		lk.mu.Unlock()
+		lk.mu.Lock()
+		defer lk.mu.Unlock()
+		if lk.state == stateLost {
+			return fmt.Errorf("release %s: %w", lk.key, lk.lostErr)
+		}
 		return nil
 	}
 	lk.state = stateReleasing
 	lk.mu.Unlock()
+	// Close waits for releases in progress, including those it did not
+	// start, so that no API call of this Locker outlives it.
+	l.begin()
+	defer l.done()
 	defer close(lk.released)
 
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.ReleaseTimeout)
+	defer cancel()
+
 	lk.stopOnce.Do(func() { close(lk.stop) })
-	<-lk.done
+	select {
+	case <-lk.done:
+	case <-rctx.Done():
+		lk.abortRenewal()
+		<-lk.done
+	}
 
 	lk.mu.Lock()
-	if lk.state == stateLost { // the renewer saw a takeover while we waited
+	if lk.state == stateLost {
+		// The renewer ended the lock while we waited for it (a renewal
+		// found the Lease taken over or deleted, or the safe deadline
+		// passed during a hung renewal), or a loss was forced. lose has
+		// passed the key on; the Lease is not ours to touch.
 		err := lk.lostErr
 		lk.mu.Unlock()
 		return fmt.Errorf("release %s: %w", lk.key, err)
 	}
 	if !l.clock.Now().Before(lk.deadline) {
-		lk.state = stateHeld // let lose take it from here
+		// Another process may already have taken the Lease over. The state
+		// stays stateReleasing while lose runs, so that a concurrent
+		// Release keeps waiting for this one instead of ending the lock a
+		// second time.
 		lk.mu.Unlock()
 		return fmt.Errorf("release %s: %w", lk.key, lk.lose(lossDeadline, "no successful renewal before the safe deadline"))
 	}
@@ -371,52 +471,118 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 	l.metrics.held.Dec()
 	l.metrics.holdDuration.Observe(l.clock.Since(lk.acquiredAt).Seconds())
 
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.ReleaseTimeout)
-	defer cancel()
+	if rctx.Err() != nil {
+		// We abandoned a renewal whose outcome is unknown: a Delete now
+		// could only fail. Leave the Lease to expire.
+		l.metrics.releases.WithLabelValues("error").Inc()
+		if lk.slot != nil {
+			l.passSlot(lk.slot, nil)
+		}
+		return fmt.Errorf("release %s: waiting for a renewal in flight, the lease is left to expire: %w", lk.key, context.Cause(rctx))
+	}
 
 	var w *waiter
+	yield := false
 	if handoff {
-		w = l.nextForHandoff(lk)
+		w, yield = l.nextForHandoff(lk)
 	}
 	if w != nil {
 		err := l.handoff(rctx, lk, cur, w)
 		if err == nil {
 			return nil
 		}
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		if errors.Is(err, ErrLost) {
 			l.metrics.releases.WithLabelValues("lost").Inc()
 			l.passSlot(lk.slot, w)
-			return fmt.Errorf("release %s: hand-off: %w", lk.key, &lostError{reason: lossTakenOver, detail: err.Error()})
+			return fmt.Errorf("release %s: hand-off: %w", lk.key, err)
 		}
-		// Unknown outcome: fall back to a conditional Delete. If the
-		// hand-off did land, the Delete fails on the resourceVersion and
-		// the Lease expires after one duration.
+		// The hand-off was refused, or its outcome stayed unknown (the
+		// Get that should tell failed too): fall back to a conditional
+		// Delete. If the hand-off did land after all, the Delete fails on
+		// the resourceVersion and the Lease expires after one duration.
 		lk.logger.V(1).Info("hand-off failed, deleting", "error", err.Error())
 	}
-	err := l.deleteOwned(rctx, lk, cur)
-	if lk.slot != nil {
-		l.passSlot(lk.slot, w)
+	deleted, err := l.deleteOwned(rctx, lk, cur)
+	if s := lk.slot; s != nil {
+		l.mu.Lock()
+		if err == nil && yield {
+			// A fairness release: the next local owner waits for remote
+			// waiters to take the key first, watching from the Lease we
+			// deleted.
+			s.yieldAfter = deleted
+		}
+		l.passSlotLocked(s, w)
+		l.mu.Unlock()
 	}
 	return err
 }
 
+// maxHandoffWrites bounds the hand-off Updates of one Release: a second one
+// only after the first met our own unseen renewal.
+const maxHandoffWrites = 2
+
 // handoff gives the Lease to waiter w with one Update: a new holder id, a
 // new acquireTime and leaseTransitions+1, so the token (the returned
-// resourceVersion) increases like on any other acquisition.
+// resourceVersion) increases like on any other acquisition. On Conflict,
+// or a response lost on the way back, it reads the Lease: our own renewal
+// that landed unseen is retried over once; the hand-off itself having
+// landed is a success. It returns an error matching ErrLost when another
+// holder took the Lease or it is gone, and another error when the outcome
+// is unknown.
 func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Lease, w *waiter) error {
 	s := lk.slot
 	holder := l.newHolder()
-	sent := l.clock.Now()
-	next := cur.DeepCopy()
-	l.stamp(next, s.key, holder, sent, transitions(cur)+1)
-	updated, err := l.leases.Update(ctx, next, metav1.UpdateOptions{})
-	if err != nil {
-		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-			l.metrics.apiErrors.WithLabelValues("update").Inc()
+	base := cur
+	var firstSent time.Time
+	var err error
+	for try := 0; try < maxHandoffWrites; try++ {
+		sent := l.clock.Now()
+		if try == 0 {
+			firstSent = sent
 		}
-		return err
+		next := base.DeepCopy()
+		l.stamp(next, s.key, holder, sent, transitions(base)+1)
+		var updated *coordinationv1.Lease
+		updated, err = l.leases.Update(ctx, next, metav1.UpdateOptions{})
+		switch {
+		case err == nil:
+			l.grantHandoff(ctx, s, w, holder, updated, sent)
+			return nil
+		case apierrors.IsNotFound(err):
+			return &lostError{reason: lossDeleted, detail: "lease deleted"}
+		case !apierrors.IsConflict(err):
+			l.metrics.apiErrors.WithLabelValues("update").Inc()
+			if !ambiguous(err) {
+				return err
+			}
+		}
+		got, gerr := l.leases.Get(ctx, lk.name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr):
+			return &lostError{reason: lossDeleted, detail: "lease deleted"}
+		case gerr != nil:
+			l.metrics.apiErrors.WithLabelValues("get").Inc()
+			return fmt.Errorf("%w (then: get lease: %v)", err, gerr)
+		case got.UID != cur.UID:
+			return &lostError{reason: lossDeleted, detail: "lease deleted and recreated"}
+		case holderOf(got) == holder:
+			// One of our hand-off Updates landed; its response was lost.
+			// The earliest send time is the safe one to count from.
+			l.grantHandoff(ctx, s, w, holder, got, firstSent)
+			return nil
+		case holderOf(got) != lk.holder:
+			return &lostError{reason: lossTakenOver, detail: fmt.Sprintf("lease now held by %q", holderOf(got))}
+		}
+		// Still ours: a renewal of ours landed without us seeing it (or
+		// the failed hand-off did not land). Retry over what is stored.
+		base = got
 	}
-	nlk := l.newLock(w.ctx, s, holder, updated, sent)
+	return err
+}
+
+// grantHandoff makes the Lease just handed off a Lock of waiter w.
+func (l *Locker) grantHandoff(ctx context.Context, s *slot, w *waiter, holder string, written *coordinationv1.Lease, sent time.Time) {
+	nlk := l.newLock(w.ctx, s, holder, written, sent)
 
 	l.mu.Lock()
 	if l.closed {
@@ -425,7 +591,7 @@ func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Leas
 		close(nlk.done)
 		_ = nlk.release(ctx, closedError{}, false)
 		l.passSlot(s, w) // fails w and anyone left with ErrClosed
-		return nil
+		return
 	}
 	s.holder = nlk
 	s.handoffs++
@@ -437,26 +603,26 @@ func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Leas
 	l.metrics.handoffs.Inc()
 	l.metrics.releases.WithLabelValues("handoff").Inc()
 	l.metrics.acquisitions.WithLabelValues("handoff").Inc()
-	return nil
 }
 
 // deleteOwned deletes the Lease only if it is still exactly the one we
-// wrote last (UID and resourceVersion preconditions).
-func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.Lease) error {
+// wrote last (UID and resourceVersion preconditions). It returns the
+// resourceVersion of the Lease it deleted.
+func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.Lease) (string, error) {
 	uid, rv := cur.UID, cur.ResourceVersion
 	for try := 0; ; try++ {
 		err := l.leases.Delete(ctx, lk.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
 		switch {
 		case err == nil:
 			l.metrics.releases.WithLabelValues("deleted").Inc()
-			return nil
+			return rv, nil
 		case apierrors.IsNotFound(err):
 			l.metrics.releases.WithLabelValues("lost").Inc()
-			return fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease already deleted"})
+			return "", fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease already deleted"})
 		case !apierrors.IsConflict(err):
 			l.metrics.apiErrors.WithLabelValues("delete").Inc()
 			l.metrics.releases.WithLabelValues("error").Inc()
-			return fmt.Errorf("release %s: delete lease %s: %w", lk.key, lk.name, err)
+			return "", fmt.Errorf("release %s: delete lease %s: %w", lk.key, lk.name, err)
 		}
 		// Conflict: taken over, unless a renewal of ours landed unseen.
 		got, gerr := l.leases.Get(ctx, lk.name, metav1.GetOptions{})
@@ -465,6 +631,6 @@ func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.
 			continue
 		}
 		l.metrics.releases.WithLabelValues("lost").Inc()
-		return fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossTakenOver, detail: "lease changed by another holder"})
+		return "", fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossTakenOver, detail: "lease changed by another holder"})
 	}
 }

@@ -321,20 +321,27 @@ func (l *Locker) vacate(lk *Lock) {
 // nextForHandoff pops the first waiter that may receive lk by a local
 // hand-off, or returns nil when lk must really be released: no live
 // waiter, the fairness bound reached, hand-offs disabled, or closing.
-func (l *Locker) nextForHandoff(lk *Lock) *waiter {
+// fairness reports that only the bound stands in the way of a hand-off to
+// a live waiter: the release that follows is the one that gives other
+// processes their turn.
+func (l *Locker) nextForHandoff(lk *Lock) (w *waiter, fairness bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := lk.slot
-	if s == nil || s.holder != lk || l.closed || l.opts.MaxLocalHandoffs < 0 || s.handoffs >= l.opts.MaxLocalHandoffs {
-		return nil
+	if s == nil || s.holder != lk || l.closed || l.opts.MaxLocalHandoffs < 0 {
+		return nil, false
 	}
-	for i, w := range s.waiters {
-		if w.ctx.Err() == nil {
-			s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
-			return w
+	for i, q := range s.waiters {
+		if q.ctx.Err() != nil {
+			continue
 		}
+		if s.handoffs >= l.opts.MaxLocalHandoffs {
+			return nil, true
+		}
+		s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
+		return q, false
 	}
-	return nil
+	return nil, false
 }
 
 func (l *Locker) begin() {
@@ -356,8 +363,9 @@ func (l *Locker) done() {
 // ErrClosed, acquisitions in progress are aborted, held locks are released
 // (their Context is cancelled with a cause matching ErrClosed and
 // ErrReleased, never ErrLost; no local hand-off), and Close waits for every
-// goroutine the Locker started. It returns the release errors other than
-// ErrLost. Calling Close again waits and returns nil.
+// goroutine the Locker started and for Releases still in progress. It
+// returns the release errors other than ErrLost. Calling Close again waits
+// and returns nil.
 func (l *Locker) Close() error {
 	l.mu.Lock()
 	if l.closed {

@@ -13,6 +13,7 @@ type metrics struct {
 	attempts        *prometheus.CounterVec   // method: try|wait
 	acquisitions    *prometheus.CounterVec   // path: create|takeover|handoff
 	contention      *prometheus.CounterVec   // where: local|remote
+	wakeups         *prometheus.CounterVec   // reason: changed|deleted|expired|poll
 	apiErrors       *prometheus.CounterVec   // operation: get|create|update|delete|watch|list
 	acquireDuration *prometheus.HistogramVec // outcome: acquired|held|error|canceled
 	holdDuration    prometheus.Histogram
@@ -39,8 +40,12 @@ func newMetrics(reg prometheus.Registerer, namespace string) (*metrics, error) {
 		}, []string{"path"}),
 		contention: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: sub, Name: "contention_total",
-			Help: "Times a key was found held, locally (same Locker) or remotely (another holder in the Lease).",
+			Help: "Acquisition calls that found the key held, locally (same Locker) or remotely (another holder in the Lease); once per call, however long it waits.",
 		}, []string{"where"}),
+		wakeups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: sub, Name: "wait_wakeups_total",
+			Help: "Rounds of Acquire waiting for a Lease held by another process, by what ended them: changed (a renewal or new holder seen), deleted, expired (by observation), poll (backoff delay without a working watch).",
+		}, []string{"reason"}),
 		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: sub, Name: "api_errors_total",
 			Help: "API calls that failed for a reason other than the expected contention outcomes.",
@@ -95,6 +100,7 @@ func newMetrics(reg prometheus.Registerer, namespace string) (*metrics, error) {
 	register(reg, &m.attempts, &err)
 	register(reg, &m.acquisitions, &err)
 	register(reg, &m.contention, &err)
+	register(reg, &m.wakeups, &err)
 	register(reg, &m.apiErrors, &err)
 	register(reg, &m.acquireDuration, &err)
 	register(reg, &m.holdDuration, &err)

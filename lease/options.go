@@ -68,9 +68,9 @@ type Options struct {
 	// acquisition or a renewal. Default 5s.
 	RequestTimeout time.Duration
 
-	// ReleaseTimeout bounds Release, which runs on its own context derived
-	// from the caller's values but not its cancellation. Default
-	// RequestTimeout.
+	// ReleaseTimeout bounds Release as a whole, including its wait for a
+	// renewal in flight; Release runs on its own context derived from the
+	// caller's values but not its cancellation. Default RequestTimeout.
 	ReleaseTimeout time.Duration
 
 	// Backoff spaces the rounds of Acquire while another process holds the

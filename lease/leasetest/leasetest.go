@@ -119,14 +119,17 @@ func (f *Fake) Acquisitions(key string) int {
 
 // Hold makes another process hold key: TryAcquire returns lease.ErrHeld and
 // Acquire waits, until Free (or, with a fake clock, until the lease
-// duration passes unobserved). A lock f held on key is lost.
+// duration passes unobserved). A lock f held on key is lost, and the key
+// passes to the next queued Acquire, which then waits for the other holder.
 func (f *Fake) Hold(key string) {
 	name := lease.LeaseName(f.opts.Prefix, key)
-	f.srv.Delete(f.opts.Namespace, name)
-	forceloss.Func(f.locker, key, "leasetest: key taken by another holder")
 	holder := OtherHolder
 	secs := int32((f.opts.LeaseDuration + time.Second - 1) / time.Second)
 	now := metav1.NewMicroTime(time.Now())
+	// The other holder's Lease goes in first, over ours if we hold the key
+	// (same object, new holder), as a takeover would; only then does our
+	// lock end. Ending it first would let a queued waiter Create the Lease
+	// in between and then be overwritten while its lock looked healthy.
 	f.srv.Put(&coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
@@ -136,6 +139,7 @@ func (f *Fake) Hold(key string) {
 		},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
 	})
+	forceloss.Func(f.locker, key, "leasetest: key taken by another holder")
 }
 
 // Free ends a Hold: the other holder deletes its Lease, which wakes waiting
