@@ -95,10 +95,9 @@
 // spaced by Options.Backoff (full jitter, base 100ms, cap 1s by default)
 // and each starts with a Get; a Create retried because the Lease vanished
 // between a lost Create and its Get waits the backoff delay too. Acquire
-// is bounded only by
-// its context: without a deadline it waits forever, like sync.Mutex.Lock.
-// API errors other than contention end it at once; wrap it in a retry loop
-// if you want more.
+// is bounded only by its context: without a deadline it waits forever, like
+// sync.Mutex.Lock. API errors other than contention end it at once; wrap it
+// in a retry loop if you want more.
 //
 // # Fencing tokens
 //
