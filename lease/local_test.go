@@ -10,13 +10,8 @@ import (
 )
 
 func TestTryAcquireLocallyHeldMakesNoAPICall(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer lk.Release(ctx)
 	e.cs.ClearActions()
 	if _, err := l.TryAcquire(ctx, "k"); !errors.Is(err, ErrHeld) {
@@ -48,13 +43,8 @@ func queue(t *testing.T, l *Locker, key string, n int) []chan *Lock {
 }
 
 func TestLocalFIFOHandoffIsOneUpdate(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.cs.ClearActions()
 	waiters := queue(t, l, "k", 3)
 	if n := e.totalCalls(); n != 0 {
@@ -97,13 +87,8 @@ func TestLocalFIFOHandoffIsOneUpdate(t *testing.T) {
 }
 
 func TestFairnessBoundForcesARealRelease(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a") // MaxLocalHandoffs defaults to 8
+	e, l, lk := holding(t) // MaxLocalHandoffs defaults to 8
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	waiters := queue(t, l, "k", 10)
 	e.cs.ClearActions()
 	prev := lk
@@ -135,13 +120,8 @@ func TestFairnessBoundForcesARealRelease(t *testing.T) {
 }
 
 func TestWaiterWhoseContextEndsLeavesTheQueue(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -166,13 +146,8 @@ func TestWaiterWhoseContextEndsLeavesTheQueue(t *testing.T) {
 }
 
 func TestLossPassesTheKeyToTheNextLocalWaiter(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.renewerArmed(l)
 	waiters := queue(t, l, "k", 1)
 	e.srv.Delete(testNS, LeaseName("gw-lock", "k"))
@@ -219,13 +194,8 @@ func TestReleaseLostLease(t *testing.T) {
 		{"taken over", func(e *env) { e.foreign("k", "pod-b/1") }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			l := e.locker("pod-a")
+			e, _, lk := holding(t)
 			ctx := context.Background()
-			lk, err := l.TryAcquire(ctx, "k")
-			if err != nil {
-				t.Fatal(err)
-			}
 			tc.change(e)
 			if err := lk.Release(ctx); !errors.Is(err, ErrLost) {
 				t.Fatalf("Release = %v, want ErrLost", err)
@@ -281,9 +251,7 @@ func TestTokensIncreaseAcrossReleaseTakeoverAndHandoff(t *testing.T) {
 	e.clk.Step(30 * time.Second)
 	eventually(t, "loss", func() bool { return isDone(lk.Context()) })
 	release()
-	e.mu.Lock()
-	e.beforeUpdate = nil
-	e.mu.Unlock()
+	e.api.onBefore("update", nil)
 	lk2 := take(a.TryAcquire(ctx, "k")) // takeover
 	lk2.Release(ctx)
 	for i := 1; i < len(tokens); i++ {
@@ -296,7 +264,7 @@ func TestTokensIncreaseAcrossReleaseTakeoverAndHandoff(t *testing.T) {
 func TestCloseReleasesEverythingAndLeaksNothing(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	e := newEnv(t)
-	l, err := New(interceptor{e}, Options{Namespace: testNS, Identity: "pod-a", Prefix: "gw-lock", Clock: e.clk})
+	l, err := New(e.api, Options{Namespace: testNS, Identity: "pod-a", Prefix: "gw-lock", Clock: e.clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,124 +4,12 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
-
-// releaseHooks wraps e's clientset like interceptor, with hooks on the
-// calls the release tests need to delay or to answer wrongly. Hooks run
-// outside the fake clientset's lock.
-type releaseHooks struct {
-	e *env
-
-	mu           sync.Mutex
-	beforeCreate func()
-	beforeGet    func()
-	beforeUpdate func()
-	beforeDelete func(ctx context.Context)
-	// loseUpdateAck, when set, lets the next Update land but answers it
-	// with a transport error, as when a connection breaks after the
-	// request was sent.
-	loseUpdateAck atomic.Bool
-}
-
-func (h *releaseHooks) Leases(ns string) coordinationv1client.LeaseInterface {
-	return hookedLeases{LeaseInterface: h.e.cs.CoordinationV1().Leases(ns), h: h}
-}
-
-type hookedLeases struct {
-	coordinationv1client.LeaseInterface
-	h *releaseHooks
-}
-
-func (c hookedLeases) Create(ctx context.Context, l *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error) {
-	c.h.mu.Lock()
-	hook := c.h.beforeCreate
-	c.h.mu.Unlock()
-	if hook != nil {
-		hook()
-	}
-	return c.LeaseInterface.Create(ctx, l, opts)
-}
-
-func (c hookedLeases) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
-	c.h.mu.Lock()
-	hook := c.h.beforeGet
-	c.h.mu.Unlock()
-	if hook != nil {
-		hook()
-	}
-	return c.LeaseInterface.Get(ctx, name, opts)
-}
-
-func (c hookedLeases) Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
-	c.h.mu.Lock()
-	hook := c.h.beforeUpdate
-	c.h.mu.Unlock()
-	if hook != nil {
-		hook()
-	}
-	got, err := c.LeaseInterface.Update(ctx, l, opts)
-	if c.h.loseUpdateAck.CompareAndSwap(true, false) {
-		return nil, errors.New("connection reset by peer")
-	}
-	return got, err
-}
-
-func (c hookedLeases) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
-	c.h.mu.Lock()
-	hook := c.h.beforeDelete
-	c.h.mu.Unlock()
-	if hook != nil {
-		hook(ctx)
-	}
-	return c.LeaseInterface.Delete(ctx, name, opts)
-}
-
-// hookedLocker returns a Locker on e's fake API server through hooks,
-// closed at test end.
-func (e *env) hookedLocker(h *releaseHooks, mods ...func(*Options)) *Locker {
-	e.t.Helper()
-	opts := Options{Namespace: testNS, Identity: "pod-a", Prefix: "gw-lock", Clock: e.clk}
-	for _, m := range mods {
-		m(&opts)
-	}
-	l, err := New(h, opts)
-	if err != nil {
-		e.t.Fatalf("New: %v", err)
-	}
-	e.t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			e.t.Errorf("Close: %v", err)
-		}
-	})
-	return l
-}
-
-// blockDeletes makes Deletes wait until unblock is called (or their
-// context ends), and reports through entered when one is waiting.
-func (h *releaseHooks) blockDeletes() (entered <-chan struct{}, unblock func()) {
-	in := make(chan struct{}, 16)
-	ch := make(chan struct{})
-	var once sync.Once
-	h.mu.Lock()
-	h.beforeDelete = func(ctx context.Context) {
-		in <- struct{}{}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
-	}
-	h.mu.Unlock()
-	return in, func() { once.Do(func() { close(ch) }) }
-}
 
 // receive returns the result of a call that must end without any more
 // help from the test. The bound only keeps a broken build from hanging;
@@ -155,7 +43,7 @@ func TestConcurrentReleasesPastTheSafeDeadline(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		e := newEnv(t)
 		clk := frozenTimers{FakeClock: e.clk, frozen: clocktesting.NewFakeClock(t0)}
-		l, err := New(interceptor{e}, Options{Namespace: testNS, Identity: "pod-a", Prefix: "gw-lock", Clock: clk})
+		l, err := New(e.api, Options{Namespace: testNS, Identity: "pod-a", Prefix: "gw-lock", Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,6 +86,20 @@ func TestConcurrentReleasesPastTheSafeDeadline(t *testing.T) {
 	}
 }
 
+// renewalInFlight holds k through a Locker whose requests time out after
+// an hour and its release after releaseTimeout, with the first renewal
+// sent and hanging.
+func renewalInFlight(t *testing.T, releaseTimeout time.Duration) (e *env, l *Locker, lk *Lock, entered func() int) {
+	t.Helper()
+	e, l, lk = holding(t, func(o *Options) { o.RequestTimeout = time.Hour; o.ReleaseTimeout = releaseTimeout })
+	entered, unblock := e.hangUpdates()
+	t.Cleanup(unblock)
+	e.renewerArmed(l)
+	e.clk.Step(10 * time.Second)
+	eventually(t, "renewal in flight", func() bool { return entered() == 1 })
+	return e, l, lk, entered
+}
+
 // A renewal that hangs while Release waits for it must not hold back the
 // loss: at the safe deadline Context is cancelled with ErrLost, and the
 // waiting Release reports ErrLost without deleting anything. So does a
@@ -205,19 +107,9 @@ func TestConcurrentReleasesPastTheSafeDeadline(t *testing.T) {
 func TestSafeDeadlinePassesWhileReleaseWaitsForHungRenewal(t *testing.T) {
 	for _, via := range []string{"Release", "two Releases", "Close"} {
 		t.Run(via, func(t *testing.T) {
-			e := newEnv(t)
 			// Requests and the release hang for longer than the test runs:
 			// only the safe deadline, on the fake clock, can end the wait.
-			l := e.locker("pod-a", func(o *Options) { o.RequestTimeout = time.Hour; o.ReleaseTimeout = time.Hour })
-			lk, err := l.TryAcquire(context.Background(), "k")
-			if err != nil {
-				t.Fatal(err)
-			}
-			entered, unblock := e.hangUpdates()
-			t.Cleanup(unblock)
-			e.renewerArmed(l)
-			e.clk.Step(10 * time.Second)
-			eventually(t, "renewal in flight", func() bool { return entered() == 1 })
+			e, l, lk, entered := renewalInFlight(t, time.Hour)
 			done := make(chan error, 2)
 			go func() {
 				if via == "Close" {
@@ -238,7 +130,7 @@ func TestSafeDeadlinePassesWhileReleaseWaitsForHungRenewal(t *testing.T) {
 				}
 			})
 			e.clk.SetTime(t0.Add(27 * time.Second)) // the safe deadline
-			err = receive(t, done, via)
+			err := receive(t, done, via)
 			if via != "Close" && !errors.Is(err, ErrLost) {
 				t.Fatalf("Release = %v, want ErrLost", err)
 			}
@@ -263,20 +155,10 @@ func TestSafeDeadlinePassesWhileReleaseWaitsForHungRenewal(t *testing.T) {
 // Release gives up on a renewal in flight once ReleaseTimeout has passed,
 // instead of waiting for the renewal's own RequestTimeout.
 func TestReleaseIsBoundedByReleaseTimeout(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a", func(o *Options) { o.RequestTimeout = time.Hour; o.ReleaseTimeout = 10 * time.Millisecond })
-	lk, err := l.TryAcquire(context.Background(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	entered, unblock := e.hangUpdates()
-	t.Cleanup(unblock)
-	e.renewerArmed(l)
-	e.clk.Step(10 * time.Second)
-	eventually(t, "renewal in flight", func() bool { return entered() == 1 })
+	e, l, lk, _ := renewalInFlight(t, 10*time.Millisecond)
 	done := make(chan error, 1)
 	go func() { done <- lk.Release(context.Background()) }()
-	err = receive(t, done, "Release")
+	err := receive(t, done, "Release")
 	if err == nil || errors.Is(err, ErrLost) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Release = %v, want a timeout", err)
 	}
@@ -297,13 +179,12 @@ func TestReleaseIsBoundedByReleaseTimeout(t *testing.T) {
 // after Close returns, no Locker call is in flight.
 func TestCloseWaitsForReleaseInProgress(t *testing.T) {
 	e := newEnv(t)
-	h := &releaseHooks{e: e}
-	l := e.hookedLocker(h)
+	l, api := e.spiedLocker("pod-a")
 	lk, err := l.TryAcquire(context.Background(), "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, unblock := h.blockDeletes()
+	entered, unblock := api.blockDeletes()
 	released := make(chan error, 1)
 	go func() { released <- lk.Release(context.Background()) }()
 	<-entered
@@ -334,15 +215,14 @@ func TestCloseWaitsForReleaseInProgress(t *testing.T) {
 
 // handoffSetup holds k through a Locker whose Updates can lose their
 // response, with one local waiter queued.
-func handoffSetup(t *testing.T) (*env, *releaseHooks, *Locker, *Lock, chan *Lock) {
+func handoffSetup(t *testing.T) (*env, *spy, *Locker, *Lock, chan *Lock) {
 	e := newEnv(t)
-	h := &releaseHooks{e: e}
-	l := e.hookedLocker(h)
+	l, api := e.spiedLocker("pod-a")
 	lk, err := l.TryAcquire(context.Background(), "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, h, l, lk, queue(t, l, "k", 1)[0]
+	return e, api, l, lk, queue(t, l, "k", 1)[0]
 }
 
 // A renewal whose response was lost still moved the Lease on; the hand-off
@@ -350,11 +230,11 @@ func handoffSetup(t *testing.T) (*env, *releaseHooks, *Locker, *Lock, chan *Lock
 // off with the current resourceVersion, not report a false ErrLost and
 // leave the waiter to wait a whole duration.
 func TestHandoffAfterRenewalWithLostResponse(t *testing.T) {
-	e, h, l, lk, next := handoffSetup(t)
+	e, api, l, lk, next := handoffSetup(t)
 	e.renewerArmed(l)
-	h.loseUpdateAck.Store(true)
+	ackPending := api.loseNextUpdateAck()
 	e.clk.Step(10 * time.Second)
-	eventually(t, "renewal landed unseen", func() bool { return e.calls("update") == 1 && !h.loseUpdateAck.Load() })
+	eventually(t, "renewal landed unseen", func() bool { return e.calls("update") == 1 && !ackPending() })
 	before := e.stored("k")
 	e.cs.ClearActions()
 	if err := lk.Release(context.Background()); err != nil {
@@ -384,8 +264,8 @@ func TestHandoffAfterRenewalWithLostResponse(t *testing.T) {
 // A hand-off Update that landed but whose response was lost is a hand-off:
 // the waiter gets the lock, with the token of that write.
 func TestHandoffWithLostResponseLanded(t *testing.T) {
-	e, h, _, lk, next := handoffSetup(t)
-	h.loseUpdateAck.Store(true)
+	e, api, _, lk, next := handoffSetup(t)
+	api.loseNextUpdateAck()
 	if err := lk.Release(context.Background()); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
@@ -435,9 +315,8 @@ func TestFirstRenewalIsTimedFromTheAcquiringWrite(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			h := &releaseHooks{e: e}
-			h.beforeCreate = func() { e.clk.Step(tc.createTook) }
-			l := e.hookedLocker(h)
+			l, api := e.spiedLocker("pod-a")
+			api.onBefore("create", func(context.Context) error { e.clk.Step(tc.createTook); return nil })
 			lk, err := l.TryAcquire(context.Background(), "k")
 			if err != nil {
 				t.Fatal(err)
@@ -468,13 +347,8 @@ func TestFairnessReleaseMarksTheSlotForYielding(t *testing.T) {
 		{"hand-offs disabled", -1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			l := e.locker("pod-a", func(o *Options) { o.MaxLocalHandoffs = tc.max })
+			e, l, lk := holding(t, func(o *Options) { o.MaxLocalHandoffs = tc.max })
 			ctx := context.Background()
-			lk, err := l.TryAcquire(ctx, "k")
-			if err != nil {
-				t.Fatal(err)
-			}
 			if tc.max > 0 { // use up the bound
 				next := queue(t, l, "k", 1)[0]
 				if err := lk.Release(ctx); err != nil {
@@ -515,13 +389,8 @@ func TestFairnessReleaseMarksTheSlotForYielding(t *testing.T) {
 
 // Without local waiters, reaching the bound is an ordinary release: no mark.
 func TestFairnessBoundWithoutWaitersDoesNotYield(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a", func(o *Options) { o.MaxLocalHandoffs = 1 })
+	_, l, lk := holding(t, func(o *Options) { o.MaxLocalHandoffs = 1 })
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	next := queue(t, l, "k", 1)[0]
 	if err := lk.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -547,19 +416,22 @@ func TestFairnessBoundWithoutWaitersDoesNotYield(t *testing.T) {
 // lock whose loss Err may already have reported.
 func TestNoRenewalIsSentAfterTheSafeDeadline(t *testing.T) {
 	e := newEnv(t)
-	h := &releaseHooks{e: e}
+	// Timers never fire, so only the renewer's own check can end the lock.
+	l, api := e.spiedLocker("pod-a", func(o *Options) { o.Clock = frozenTimers{FakeClock: e.clk, frozen: clocktesting.NewFakeClock(t0)} })
 	var slow, edit, pause sync.Once
-	h.beforeCreate = func() { slow.Do(func() { e.clk.Step(12 * time.Second) }) } // the first renewal is due at once
-	h.beforeUpdate = func() {
+	api.onBefore("create", func(context.Context) error { // the first renewal is due at once
+		slow.Do(func() { e.clk.Step(12 * time.Second) })
+		return nil
+	})
+	api.onBefore("update", func(context.Context) error {
 		edit.Do(func() {
 			st := e.stored("k")
 			st.Labels["team"] = "x"
 			e.srv.Put(st)
 		})
-	}
-	h.beforeGet = func() { pause.Do(func() { e.clk.Step(time.Hour) }) }
-	// Timers never fire, so only the renewer's own check can end the lock.
-	l := e.hookedLocker(h, func(o *Options) { o.Clock = frozenTimers{FakeClock: e.clk, frozen: clocktesting.NewFakeClock(t0)} })
+		return nil
+	})
+	api.onBefore("get", func(context.Context) error { pause.Do(func() { e.clk.Step(time.Hour) }); return nil })
 	lk, err := l.TryAcquire(context.Background(), "k")
 	if err != nil {
 		t.Fatal(err)

@@ -13,13 +13,8 @@ import (
 )
 
 func TestRenewalMovesTheSafeDeadline(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer lk.Release(ctx)
 	first := e.stored("k")
 	e.renewerArmed(l)
@@ -44,13 +39,8 @@ func TestRenewalMovesTheSafeDeadline(t *testing.T) {
 func TestRenewalFailureLosesAtTheSafeDeadline(t *testing.T) {
 	for _, mode := range []string{"hanging", "failing"} {
 		t.Run(mode, func(t *testing.T) {
-			e := newEnv(t)
-			l := e.locker("pod-a")
+			e, l, lk := holding(t)
 			ctx := context.Background()
-			lk, err := l.TryAcquire(ctx, "k")
-			if err != nil {
-				t.Fatal(err)
-			}
 			var updates func() int
 			switch mode {
 			case "hanging":
@@ -98,12 +88,7 @@ func TestRenewalFailureLosesAtTheSafeDeadline(t *testing.T) {
 }
 
 func TestErrIsSynchronousAfterAPause(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
-	lk, err := l.TryAcquire(context.Background(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _, lk := holding(t)
 	// Jump past the deadline in one go, as a resumed process would see
 	// it: Err must not wait for the renewer's timer.
 	_, release := e.hangUpdates()
@@ -127,13 +112,8 @@ func TestTakeoverObservedByRenewalLosesAtOnce(t *testing.T) {
 		{"deleted", func(e *env) { e.srv.Delete(testNS, LeaseName("gw-lock", "k")) }, "deleted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			l := e.locker("pod-a")
+			e, l, lk := holding(t)
 			ctx := context.Background()
-			lk, err := l.TryAcquire(ctx, "k")
-			if err != nil {
-				t.Fatal(err)
-			}
 			e.renewerArmed(l)
 			tc.change(e)
 			e.clk.Step(10 * time.Second) // one renewal, far before the safe deadline
@@ -156,13 +136,8 @@ func TestTakeoverObservedByRenewalLosesAtOnce(t *testing.T) {
 }
 
 func TestRenewalAdoptsItsOwnUnseenWrite(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
+	e, l, lk := holding(t)
 	ctx := context.Background()
-	lk, err := l.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer lk.Release(ctx)
 	e.renewerArmed(l)
 	// The Lease changes without a new holder (an earlier renewal landed

@@ -12,115 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
-
-// counted gives one Locker its own view of the env's clientset: it counts
-// that Locker's calls by verb (the env counts everyone's) and lets a test
-// intercept Create and Watch the way a slow or black-holed API server
-// would.
-type counted struct {
-	e *env
-
-	mu          sync.Mutex
-	n           map[string]int
-	watchOpts   []metav1.ListOptions
-	watches     []watch.Interface
-	beforeWatch func(ctx context.Context) (watch.Interface, error) // nil, or replaces the watch when it returns non-nil or an error
-	beforeCrt   func()                                             // runs before each Create, outside the fake's lock
-}
-
-func (c *counted) Leases(ns string) coordinationv1client.LeaseInterface {
-	return countedLeases{LeaseInterface: interceptor{c.e}.Leases(ns), c: c}
-}
-
-func (c *counted) calls(verb string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[verb]
-}
-
-func (c *counted) add(verb string) {
-	c.mu.Lock()
-	c.n[verb]++
-	c.mu.Unlock()
-}
-
-type countedLeases struct {
-	coordinationv1client.LeaseInterface
-	c *counted
-}
-
-func (cl countedLeases) Create(ctx context.Context, l *coordinationv1.Lease, o metav1.CreateOptions) (*coordinationv1.Lease, error) {
-	cl.c.add("create")
-	cl.c.mu.Lock()
-	hook := cl.c.beforeCrt
-	cl.c.mu.Unlock()
-	if hook != nil {
-		hook()
-	}
-	return cl.LeaseInterface.Create(ctx, l, o)
-}
-
-func (cl countedLeases) Get(ctx context.Context, name string, o metav1.GetOptions) (*coordinationv1.Lease, error) {
-	cl.c.add("get")
-	return cl.LeaseInterface.Get(ctx, name, o)
-}
-
-func (cl countedLeases) Update(ctx context.Context, l *coordinationv1.Lease, o metav1.UpdateOptions) (*coordinationv1.Lease, error) {
-	cl.c.add("update")
-	return cl.LeaseInterface.Update(ctx, l, o)
-}
-
-func (cl countedLeases) Delete(ctx context.Context, name string, o metav1.DeleteOptions) error {
-	cl.c.add("delete")
-	return cl.LeaseInterface.Delete(ctx, name, o)
-}
-
-func (cl countedLeases) Watch(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-	cl.c.add("watch")
-	cl.c.mu.Lock()
-	cl.c.watchOpts = append(cl.c.watchOpts, o)
-	hook := cl.c.beforeWatch
-	cl.c.mu.Unlock()
-	var w watch.Interface
-	var err error
-	if hook != nil {
-		w, err = hook(ctx)
-	}
-	if w == nil && err == nil {
-		w, err = cl.LeaseInterface.Watch(ctx, o)
-	}
-	if w != nil {
-		cl.c.mu.Lock()
-		cl.c.watches = append(cl.c.watches, w)
-		cl.c.mu.Unlock()
-	}
-	return w, err
-}
-
-// countedLocker returns a Locker whose calls c counts, closed at test end.
-func (e *env) countedLocker(identity string, mods ...func(*Options)) (*Locker, *counted) {
-	e.t.Helper()
-	c := &counted{e: e, n: make(map[string]int)}
-	opts := Options{Namespace: testNS, Identity: identity, Prefix: "gw-lock", Clock: e.clk}
-	for _, m := range mods {
-		m(&opts)
-	}
-	l, err := New(c, opts)
-	if err != nil {
-		e.t.Fatalf("New: %v", err)
-	}
-	e.t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			e.t.Errorf("Close: %v", err)
-		}
-	})
-	return l, c
-}
 
 // constantBackoff makes the backoff delay exact, so a test can step the
 // fake clock by it.
@@ -177,14 +72,14 @@ func returned(ch <-chan acquired) bool {
 func TestWatchOpenIsBoundedByRequestTimeout(t *testing.T) {
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
-	l, c := e.countedLocker("pod-a", func(o *Options) {
+	l, c := e.spiedLocker("pod-a", func(o *Options) {
 		o.RequestTimeout = 20 * time.Millisecond // real time, like every request timeout
 		o.Backoff = constantBackoff(time.Second)
 	})
-	c.beforeWatch = func(ctx context.Context) (watch.Interface, error) {
+	c.onBefore("watch", func(ctx context.Context) error {
 		<-ctx.Done()
-		return nil, ctx.Err()
-	}
+		return ctx.Err()
+	})
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the watch open to time out", func() bool {
 		return value(t, l.metrics.apiErrors.WithLabelValues("watch")) == 1 && e.clk.Waiters() >= 1
@@ -193,7 +88,7 @@ func TestWatchOpenIsBoundedByRequestTimeout(t *testing.T) {
 	lk := mustGet(t, got)
 	defer lk.Release(context.Background())
 	if c.calls("update") != 1 || c.calls("watch") != 1 {
-		t.Fatalf("want a takeover after one failed watch: %v", c.n)
+		t.Fatalf("want a takeover after one failed watch: %v", c.counts())
 	}
 }
 
@@ -202,11 +97,11 @@ func TestWatchOpenIsBoundedByRequestTimeout(t *testing.T) {
 func TestSlowWatchOpenCountsAgainstTheWait(t *testing.T) {
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
-	l, c := e.countedLocker("pod-a")
-	c.beforeWatch = func(context.Context) (watch.Interface, error) {
+	l, c := e.spiedLocker("pod-a")
+	c.onBefore("watch", func(context.Context) error {
 		e.clk.Step(20 * time.Second) // the open takes 20s of the 30s
-		return nil, nil
-	}
+		return nil
+	})
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the wait", func() bool { return c.calls("watch") == 1 && e.clk.Waiters() >= 1 })
 	e.clk.Step(10*time.Second - time.Nanosecond)
@@ -217,7 +112,7 @@ func TestSlowWatchOpenCountsAgainstTheWait(t *testing.T) {
 	lk := mustGet(t, got)
 	lk.Release(context.Background())
 	if c.calls("update") != 1 {
-		t.Fatalf("calls %v", c.n)
+		t.Fatalf("calls %v", c.counts())
 	}
 }
 
@@ -227,7 +122,7 @@ func TestWaiterKeepsOneWatchAcrossRenewals(t *testing.T) {
 	const renewals = 5
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
-	l, c := e.countedLocker("pod-a")
+	l, c := e.spiedLocker("pod-a")
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the wait", func() bool { return c.calls("watch") == 1 && e.clk.Waiters() >= 1 })
 	for i := 1; i <= renewals; i++ {
@@ -238,7 +133,7 @@ func TestWaiterKeepsOneWatchAcrossRenewals(t *testing.T) {
 		})
 	}
 	if c.calls("watch") != 1 || c.calls("get") != 1 || c.calls("create") != 1 || c.calls("update") != 0 {
-		t.Fatalf("after %d renewals: %v, want create, get and one watch", renewals, c.n)
+		t.Fatalf("after %d renewals: %v, want create, get and one watch", renewals, c.counts())
 	}
 	e.clk.Step(30*time.Second - time.Nanosecond) // measured from the last renewal
 	if returned(got) {
@@ -248,7 +143,7 @@ func TestWaiterKeepsOneWatchAcrossRenewals(t *testing.T) {
 	lk := mustGet(t, got)
 	defer lk.Release(context.Background())
 	if c.calls("watch") != 1 || c.calls("get") != 1 || c.calls("update") != 1 {
-		t.Fatalf("calls %v", c.n)
+		t.Fatalf("calls %v", c.counts())
 	}
 	if n := value(t, l.metrics.contention.WithLabelValues("remote")); n != 1 {
 		t.Errorf("remote contention = %v for one contended Acquire, want 1", n)
@@ -256,7 +151,7 @@ func TestWaiterKeepsOneWatchAcrossRenewals(t *testing.T) {
 	if n := value(t, l.metrics.wakeups.WithLabelValues("expired")); n != 1 {
 		t.Errorf("expired wake-ups = %v, want 1", n)
 	}
-	opts := c.watchOpts[0]
+	opts := c.watchOptions(0)
 	if opts.TimeoutSeconds == nil || *opts.TimeoutSeconds != int64(watchTimeout/time.Second) {
 		t.Errorf("watch TimeoutSeconds = %v, want %v", opts.TimeoutSeconds, watchTimeout)
 	}
@@ -299,7 +194,7 @@ func TestTakeoverAfterWatchedExpiryIsOneUpdate(t *testing.T) {
 func TestWatchEventsOlderThanTheObservationAreIgnored(t *testing.T) {
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
-	l, c := e.countedLocker("pod-a")
+	l, c := e.spiedLocker("pod-a")
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the wait", func() bool { return c.calls("watch") == 1 && e.clk.Waiters() >= 1 })
 	// After the holder's Delete, another process creates and renews the
@@ -307,14 +202,13 @@ func TestWatchEventsOlderThanTheObservationAreIgnored(t *testing.T) {
 	// AlreadyExists returns the renewal, and the watch still holds the
 	// creation and the renewal.
 	var latest *coordinationv1.Lease
-	c.mu.Lock()
-	c.beforeCrt = func() {
+	c.onBefore("create", func(context.Context) error {
 		if e.stored("k") == nil {
 			e.foreign("k", "pod-c/1")
 			latest = e.foreign("k", "pod-c/1")
 		}
-	}
-	c.mu.Unlock()
+		return nil
+	})
 	e.srv.Delete(testNS, LeaseName("gw-lock", "k"))
 	eventually(t, "the lost Create and its Get", func() bool { return c.calls("get") == 2 && e.clk.Waiters() >= 1 })
 	e.clk.Step(30 * time.Second)
@@ -324,7 +218,7 @@ func TestWatchEventsOlderThanTheObservationAreIgnored(t *testing.T) {
 		t.Errorf("%v stale events taken as changes", n)
 	}
 	if c.calls("update") != 1 || c.calls("get") != 2 || c.calls("watch") != 1 {
-		t.Fatalf("calls %v, want one takeover Update on the one watch", c.n)
+		t.Fatalf("calls %v, want one takeover Update on the one watch", c.counts())
 	}
 	if mustCompare(t, lk.Token(), Token{rv: latest.ResourceVersion}) <= 0 {
 		t.Fatal("token not above the renewal")
@@ -336,19 +230,17 @@ func TestWatchEventsOlderThanTheObservationAreIgnored(t *testing.T) {
 func TestWatchReopensAfterCloseWithoutGet(t *testing.T) {
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
-	l, c := e.countedLocker("pod-a")
+	l, c := e.spiedLocker("pod-a")
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the wait", func() bool { return c.calls("watch") == 1 && e.clk.Waiters() >= 1 })
-	c.mu.Lock()
-	first := c.watches[0]
-	c.mu.Unlock()
+	first := c.watch(0)
 	first.Stop() // closes the result channel, as a server's timeout does
 	eventually(t, "the re-open", func() bool { return c.calls("watch") == 2 })
 	e.srv.Delete(testNS, LeaseName("gw-lock", "k")) // no clock step: only the watch can wake it
 	lk := mustGet(t, got)
 	defer lk.Release(context.Background())
 	if c.calls("get") != 1 || c.calls("create") != 2 || c.calls("watch") != 2 {
-		t.Fatalf("calls %v", c.n)
+		t.Fatalf("calls %v", c.counts())
 	}
 	if n := value(t, l.metrics.apiErrors.WithLabelValues("watch")); n != 0 {
 		t.Fatalf("a clean close counted as %v API errors", n)
@@ -381,16 +273,9 @@ func TestBrokenWatchFallsBackToBackoff(t *testing.T) {
 	e := newEnv(t)
 	e.foreign("k", "pod-b/1")
 	rc := &recordingClock{FakeClock: e.clk}
-	l, c := e.countedLocker("pod-a", func(o *Options) { o.Clock = rc; o.Backoff = constantBackoff(time.Second) })
+	l, c := e.spiedLocker("pod-a", func(o *Options) { o.Clock = rc; o.Backoff = constantBackoff(time.Second) })
 	fw := watch.NewFakeWithChanSize(1, false)
-	c.beforeWatch = func(context.Context) (watch.Interface, error) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if len(c.watches) == 0 {
-			return fw, nil
-		}
-		return nil, nil
-	}
+	c.serveNextWatch(fw) // the first watch, which the test breaks
 	got := acquireAsync(context.Background(), l, "k")
 	eventually(t, "the wait", func() bool { return len(rc.armed()) == 1 })
 	fw.Error(&apierrors.NewResourceExpired("too old resource version").ErrStatus)
@@ -399,7 +284,7 @@ func TestBrokenWatchFallsBackToBackoff(t *testing.T) {
 		t.Fatalf("after a broken watch the waiter sleeps %v, want the backoff delay 1s", d)
 	}
 	if c.calls("get") != 1 {
-		t.Fatalf("calls %v", c.n)
+		t.Fatalf("calls %v", c.counts())
 	}
 	e.clk.Step(time.Second)
 	eventually(t, "a Get and a new watch", func() bool { return c.calls("get") == 2 && c.calls("watch") == 2 })
@@ -421,19 +306,28 @@ func simulateFairnessRelease(t *testing.T, l *Locker, lk *Lock) {
 	}
 }
 
-// After a fairness release, a process that was watching the Lease gets the
-// key; the local waiter yields, then waits for it like any contender.
-func TestFairnessYieldLetsAWatchingProcessIn(t *testing.T) {
+// heldWithRemoteWaiter has pod-a, with the given MaxLocalHandoffs, hold k
+// while pod-b waits for it on a watch.
+func heldWithRemoteWaiter(t *testing.T, maxLocalHandoffs int) (a *Locker, ac *spy, lk *Lock, remote <-chan acquired) {
+	t.Helper()
 	e := newEnv(t)
-	a, ac := e.countedLocker("pod-a", func(o *Options) { o.MaxLocalHandoffs = -1 })
-	b, bc := e.countedLocker("pod-b")
+	a, ac = e.spiedLocker("pod-a", func(o *Options) { o.MaxLocalHandoffs = maxLocalHandoffs })
+	b, bc := e.spiedLocker("pod-b")
 	ctx := context.Background()
 	lk, err := a.TryAcquire(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote := acquireAsync(ctx, b, "k")
+	remote = acquireAsync(ctx, b, "k")
 	eventually(t, "the remote waiter", func() bool { return bc.calls("watch") == 1 })
+	return a, ac, lk, remote
+}
+
+// After a fairness release, a process that was watching the Lease gets the
+// key; the local waiter yields, then waits for it like any contender.
+func TestFairnessYieldLetsAWatchingProcessIn(t *testing.T) {
+	a, ac, lk, remote := heldWithRemoteWaiter(t, -1)
+	ctx := context.Background()
 	local := acquireAsync(ctx, a, "k")
 	eventually(t, "the local waiter", func() bool { return queueLen(a, "k") == 1 })
 
@@ -446,7 +340,7 @@ func TestFairnessYieldLetsAWatchingProcessIn(t *testing.T) {
 		return value(t, a.metrics.contention.WithLabelValues("remote")) == 1
 	})
 	if ac.calls("create") != 1 || ac.calls("watch") != 1 || ac.calls("get") != 0 {
-		t.Fatalf("local waiter calls during the yield %v, want only a watch", ac.n)
+		t.Fatalf("local waiter calls during the yield %v, want only a watch", ac.counts())
 	}
 	if returned(local) {
 		t.Fatal("local waiter acquired while the remote process holds the key")
@@ -460,7 +354,7 @@ func TestFairnessYieldLetsAWatchingProcessIn(t *testing.T) {
 		t.Fatal("token order")
 	}
 	if ac.calls("create") != 2 || ac.calls("watch") != 1 || ac.calls("get") != 0 {
-		t.Fatalf("local waiter calls %v, want one watch and one Create after the remote release", ac.n)
+		t.Fatalf("local waiter calls %v, want one watch and one Create after the remote release", ac.counts())
 	}
 }
 
@@ -468,16 +362,8 @@ func TestFairnessYieldLetsAWatchingProcessIn(t *testing.T) {
 // Lease is deleted, and the process that was watching it gets the turn
 // (the review saw it win only about half of the time).
 func TestFairnessBoundGivesAWatchingProcessTheTurn(t *testing.T) {
-	e := newEnv(t)
-	a, ac := e.countedLocker("pod-a", func(o *Options) { o.MaxLocalHandoffs = 1 })
-	b, bc := e.countedLocker("pod-b")
+	a, ac, lk, remote := heldWithRemoteWaiter(t, 1)
 	ctx := context.Background()
-	lk, err := a.TryAcquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := acquireAsync(ctx, b, "k")
-	eventually(t, "the remote waiter", func() bool { return bc.calls("watch") == 1 })
 	first := acquireAsync(ctx, a, "k")
 	eventually(t, "the first local waiter", func() bool { return queueLen(a, "k") == 1 })
 	second := acquireAsync(ctx, a, "k")
@@ -495,7 +381,7 @@ func TestFairnessBoundGivesAWatchingProcessTheTurn(t *testing.T) {
 		return value(t, a.metrics.contention.WithLabelValues("remote")) == 1
 	})
 	if returned(second) || ac.calls("create") != 1 {
-		t.Fatalf("local waiter competed during the yield: %v", ac.n)
+		t.Fatalf("local waiter competed during the yield: %v", ac.counts())
 	}
 	if err := bl.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -511,7 +397,7 @@ func TestFairnessBoundGivesAWatchingProcessTheTurn(t *testing.T) {
 // yield window has passed on the Locker's clock.
 func TestFairnessYieldCreatesAfterTheWindow(t *testing.T) {
 	e := newEnv(t)
-	a, ac := e.countedLocker("pod-a", func(o *Options) { o.MaxLocalHandoffs = -1 })
+	a, ac := e.spiedLocker("pod-a", func(o *Options) { o.MaxLocalHandoffs = -1 })
 	ctx := context.Background()
 	lk, err := a.TryAcquire(ctx, "k")
 	if err != nil {
@@ -523,13 +409,13 @@ func TestFairnessYieldCreatesAfterTheWindow(t *testing.T) {
 	eventually(t, "the yield", func() bool { return ac.calls("watch") == 1 && e.clk.Waiters() >= 1 })
 	e.clk.Step(yieldWindow - time.Nanosecond)
 	if returned(local) || ac.calls("create") != 1 {
-		t.Fatalf("created during the yield window: %v", ac.n)
+		t.Fatalf("created during the yield window: %v", ac.counts())
 	}
 	e.clk.Step(time.Nanosecond)
 	wl := mustGet(t, local)
 	defer wl.Release(ctx)
 	if ac.calls("create") != 2 || ac.calls("get") != 0 {
-		t.Fatalf("calls %v", ac.n)
+		t.Fatalf("calls %v", ac.counts())
 	}
 }
 
