@@ -147,14 +147,9 @@ func (s *Server) react(action clienttesting.Action) (bool, runtime.Object, error
 		return true, list, nil
 
 	case "create":
-		a := action.(clienttesting.CreateAction)
-		obj, ok := a.GetObject().(*coordinationv1.Lease)
-		if !ok {
-			return true, nil, apierrors.NewBadRequest("not a lease")
-		}
-		obj = obj.DeepCopy()
-		if obj.Namespace == "" {
-			obj.Namespace = ns
+		obj, err := leaseFrom(action.(clienttesting.CreateAction).GetObject(), ns)
+		if err != nil {
+			return true, nil, err
 		}
 		if obj.ResourceVersion != "" {
 			return true, nil, apierrors.NewBadRequest("resourceVersion should not be set on objects to be created")
@@ -169,14 +164,9 @@ func (s *Server) react(action clienttesting.Action) (bool, runtime.Object, error
 		return true, s.storeLocked(key, obj, watch.Added), nil
 
 	case "update":
-		a := action.(clienttesting.UpdateAction)
-		obj, ok := a.GetObject().(*coordinationv1.Lease)
-		if !ok {
-			return true, nil, apierrors.NewBadRequest("not a lease")
-		}
-		obj = obj.DeepCopy()
-		if obj.Namespace == "" {
-			obj.Namespace = ns
+		obj, err := leaseFrom(action.(clienttesting.UpdateAction).GetObject(), ns)
+		if err != nil {
+			return true, nil, err
 		}
 		key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
 		old := s.leases[key]
@@ -309,3 +299,17 @@ func (w *watcher) Stop() {
 }
 
 func (w *watcher) ResultChan() <-chan watch.Event { return w.ch }
+
+// leaseFrom copies the Lease a create or update carries, defaulting its
+// namespace to the request's as the API server does.
+func leaseFrom(obj runtime.Object, ns string) (*coordinationv1.Lease, error) {
+	l, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		return nil, apierrors.NewBadRequest("not a lease")
+	}
+	l = l.DeepCopy()
+	if l.Namespace == "" {
+		l.Namespace = ns
+	}
+	return l, nil
+}
