@@ -10,6 +10,20 @@ const (
 	// LabelTarget carries TargetLabelValue(spec.target).
 	LabelTarget = "leasehold.dev/target"
 
+	// LabelGeneration numbers the requests of one fingerprint (for an RR)
+	// or the executions of one target (for a WFE): "1", "2", ... The object
+	// name ends in the same number; the label makes it listable.
+	LabelGeneration = "leasehold.dev/generation"
+
+	// AnnotationFencingToken records the lease token held when the gateway
+	// created the request, for audit. Absent when the create needed no lock.
+	AnnotationFencingToken = "leasehold.dev/fencing-token"
+
+	// FinalizerCancelExecution lets the orchestrator cancel a request's
+	// WorkflowExecution and unblock the next request before the request
+	// goes away; nothing relies on a garbage collector.
+	FinalizerCancelExecution = "leasehold.dev/cancel-execution"
+
 	// MaxSignalNames bounds status.deduplication.signalNames so that an
 	// incident fed by many distinct alerts cannot grow the object without limit.
 	MaxSignalNames = 16

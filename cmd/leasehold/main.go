@@ -27,6 +27,12 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCommand())
+	root.AddCommand(
+		newUpCommand(),
+		newGatewayCommand(),
+		newStormCommand(),
+		newOrchestratorCommand(),
+		newExecutorCommand(),
+	)
 	return root
 }
