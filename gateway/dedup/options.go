@@ -1,0 +1,119 @@
+package dedup
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/backoff"
+)
+
+// LockMode says which writes a Recorder makes under the fingerprint's lock.
+// Neither mode relies on the lock for correctness (see the package
+// documentation); the lock only keeps replicas from spending attempts on
+// write conflicts.
+type LockMode string
+
+const (
+	// LockUpdates takes the lock for count updates only. A create needs no
+	// lock: its deterministic name makes it atomic, and a replica that loses
+	// the race gets AlreadyExists and counts into the winner's request on
+	// its next attempt. This saves the lock's two writes on the first
+	// occurrence of every incident.
+	LockUpdates LockMode = "updates"
+	// LockAll takes the lock for every write, as the original design did.
+	LockAll LockMode = "all"
+)
+
+// Options configures a Recorder. Zero values take the defaults documented
+// on each field; withDefaults is the only place they live.
+type Options struct {
+	// Namespace of the RemediationRequests. Required.
+	Namespace string
+	// NamePrefix starts every RemediationRequest name:
+	// "<NamePrefix>-<first 20 hex digits of the fingerprint>-<generation>".
+	// A DNS-1123 label of at most 20 characters. Default "rr".
+	NamePrefix string
+	// Lock selects the writes made under the lock. Default LockUpdates.
+	Lock LockMode
+	// Policy spaces the attempts of one batch. Default: the original
+	// design's schedule, 100ms doubling to a 1s cap with ±10% jitter.
+	Policy backoff.Policy
+	// MaxAttempts bounds the attempts of one batch, the first included.
+	// Default 10.
+	MaxAttempts int
+	// Clock measures waits. Default clock.RealClock{}.
+	Clock clock.Clock
+	// Registerer receives the gateway_dedup_* and gateway_retry_* metrics.
+	// Nil keeps them unregistered.
+	Registerer prometheus.Registerer
+	// MaxCachedNames bounds the cache of each fingerprint's latest request
+	// name, which saves a List on most attempts. Default 10,000.
+	MaxCachedNames int
+
+	// CriticalSectionDelay is a test-only hook, zero (off) by default: the
+	// time to wait after taking the lock and before writing, so that a
+	// fault test can kill or pause a replica while it certainly holds a
+	// lock.
+	CriticalSectionDelay time.Duration
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.NamePrefix == "" {
+		o.NamePrefix = "rr"
+	}
+	if o.Lock == "" {
+		o.Lock = LockUpdates
+	}
+	if o.Policy == nil {
+		p, err := backoff.NewExponential(backoff.Standard())
+		if err != nil {
+			return o, fmt.Errorf("default backoff policy: %w", err)
+		}
+		o.Policy = p
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 10
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.MaxCachedNames == 0 {
+		o.MaxCachedNames = 10000
+	}
+	return o, nil
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("Namespace is required"))
+	} else if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("Namespace %q: %v", o.Namespace, msgs))
+	}
+	if len(o.NamePrefix) > 20 {
+		errs = append(errs, fmt.Errorf("NamePrefix %q is longer than 20 characters", o.NamePrefix))
+	} else if msgs := validation.IsDNS1123Label(o.NamePrefix); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("NamePrefix %q: %v", o.NamePrefix, msgs))
+	}
+	if o.Lock != LockUpdates && o.Lock != LockAll {
+		errs = append(errs, fmt.Errorf("Lock %q is neither %q nor %q", o.Lock, LockUpdates, LockAll))
+	}
+	if o.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("MaxAttempts %d is below 1", o.MaxAttempts))
+	}
+	if o.MaxCachedNames < 1 {
+		errs = append(errs, fmt.Errorf("MaxCachedNames %d is below 1", o.MaxCachedNames))
+	}
+	if o.CriticalSectionDelay < 0 {
+		errs = append(errs, fmt.Errorf("CriticalSectionDelay %v is negative", o.CriticalSectionDelay))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("dedup: invalid options: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,467 @@
+package dedup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/backoff"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Recorder is the Deduplicator of the gateway: deterministic names fence
+// creates, resourceVersions fence count updates, a per-fingerprint lease
+// lock keeps replicas from colliding, and concurrent identical incidents of
+// one process share one attempt loop and one write.
+type Recorder struct {
+	c      client.Client
+	locker lease.Interface
+	opts   Options
+	m      *metrics
+
+	mu     sync.Mutex
+	groups map[string]*group // fingerprint -> incidents waiting to be counted
+	names  map[string]string // fingerprint -> latest request name seen
+}
+
+var _ Deduplicator = (*Recorder)(nil)
+
+// group gathers the incidents of one fingerprint that wait to be counted.
+// At most one worker goroutine runs per group; it exists while pending is
+// not empty and is removed from Recorder.groups when it drains.
+type group struct {
+	pending []*waiter
+}
+
+// waiter is one Record call.
+type waiter struct {
+	in   Incident
+	done chan struct{} // closed once res and err are set
+	res  Result
+	err  error
+	// taken is set while a write that counts this incident is in flight;
+	// gone once its caller stopped waiting. Both are guarded by Recorder.mu.
+	taken, gone bool
+}
+
+// New returns a Recorder that writes RemediationRequests through c, which
+// must read from the API server (not from an informer cache), and takes
+// locks from locker.
+func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, error) {
+	if c == nil {
+		return nil, errors.New("dedup: nil client")
+	}
+	if locker == nil {
+		return nil, errors.New("dedup: nil locker: locking cannot be switched off")
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("dedup: %w", err)
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Recorder{
+		c:      c,
+		locker: locker,
+		opts:   opts,
+		m:      m,
+		groups: make(map[string]*group),
+		names:  make(map[string]string),
+	}, nil
+}
+
+// Record counts one incident; see Deduplicator. It joins the batch of its
+// fingerprint: if no worker runs for it, this call starts one. The worker
+// runs on a context detached from any one caller (a caller that gives up
+// must not abort the write for the others); it is bounded by the attempt
+// budget and the per-request deadlines of the client.
+func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
+	if len(in.Fingerprint) != 64 {
+		return Result{}, fmt.Errorf("dedup: fingerprint %q is not 64 hex digits", in.Fingerprint)
+	}
+	w := &waiter{in: in, done: make(chan struct{})}
+	r.mu.Lock()
+	g, running := r.groups[in.Fingerprint]
+	if !running {
+		g = &group{}
+		r.groups[in.Fingerprint] = g
+	}
+	g.pending = append(g.pending, w)
+	r.mu.Unlock()
+	if !running {
+		go r.work(context.WithoutCancel(ctx), in.Fingerprint, g)
+	}
+
+	select {
+	case <-w.done:
+		return w.res, w.err
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-w.done:
+		// Answered while the context ended: the answer is the truth.
+		return w.res, w.err
+	default:
+	}
+	w.gone = true
+	if !w.taken {
+		g.pending = slices.DeleteFunc(g.pending, func(p *waiter) bool { return p == w })
+	}
+	// If the incident was taken, the write in flight may still count it:
+	// that is the "count may exceed acknowledged signals" case.
+	return Result{}, fmt.Errorf("dedup: fingerprint %s: %w", in.Fingerprint, context.Cause(ctx))
+}
+
+// work runs attempt loops for g until no incident is pending. Incidents
+// that arrive while a write is in flight are counted by the next one.
+func (r *Recorder) work(ctx context.Context, fp string, g *group) {
+	log := logr.FromContextOrDiscard(ctx).WithValues("fingerprint", fp)
+	ctx = logr.NewContext(ctx, log)
+	for {
+		r.mu.Lock()
+		if len(g.pending) == 0 {
+			delete(r.groups, fp)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+
+		failed := 0
+		_, err := backoff.Retry(ctx, func(ctx context.Context) (struct{}, error) {
+			result, err := r.attempt(ctx, fp, g)
+			r.m.attempts.WithLabelValues(result).Inc()
+			if err != nil {
+				failed++
+			}
+			return struct{}{}, err
+		},
+			backoff.WithPolicy(r.opts.Policy),
+			backoff.WithMaxAttempts(r.opts.MaxAttempts),
+			backoff.WithClock(r.opts.Clock),
+			backoff.WithNotify(func(_ error, attempt int, next time.Duration) {
+				r.m.backoff.WithLabelValues(attemptLabel(attempt)).Observe(next.Seconds())
+			}),
+		)
+		switch {
+		case err == nil:
+			if failed > 0 {
+				r.m.successes.Inc()
+			}
+			continue
+		case errors.Is(err, backoff.ErrExhausted):
+			r.m.exhausted.Inc()
+			err = fmt.Errorf("%w for fingerprint %s after %d attempts: %w", ErrBusy, fp, r.opts.MaxAttempts, err)
+		}
+		log.Info("Signals not counted", "error", err.Error())
+		r.mu.Lock()
+		for _, w := range g.pending {
+			r.answer(w, Result{}, err)
+		}
+		g.pending = nil
+		r.mu.Unlock()
+	}
+}
+
+// Attempt outcomes that Retry sees as failures.
+var (
+	errHeld     = errors.New("lock held by another writer")
+	errConflict = errors.New("request changed since it was read")
+	errExists   = errors.New("request created by another writer")
+	errLockLost = errors.New("lock lost before the write")
+)
+
+// attempt reads the fingerprint's latest request, takes the lock if the
+// write needs it, and counts every incident pending at that moment with
+// one create or one status update. It returns the attempt's result label
+// and nil when the taken incidents were answered (or none was left).
+func (r *Recorder) attempt(ctx context.Context, fp string, g *group) (string, error) {
+	cur, next, err := r.latest(ctx, fp)
+	if err != nil {
+		return resultError, backoff.Permanent(fmt.Errorf("%w: read requests for fingerprint %s: %w", ErrUnavailable, fp, err))
+	}
+
+	if cur != nil || r.opts.Lock == LockAll {
+		lk, err := r.locker.TryAcquire(ctx, fp)
+		switch {
+		case errors.Is(err, lease.ErrHeld):
+			return resultHeld, errHeld
+		case err != nil:
+			return resultError, backoff.Permanent(fmt.Errorf("%w: lock fingerprint %s: %w", ErrUnavailable, fp, err))
+		}
+		defer func() {
+			if err := lk.Release(ctx); err != nil {
+				logr.FromContextOrDiscard(ctx).V(1).Info("Release failed; the lease will expire", "error", err.Error())
+			}
+		}()
+		if err := r.criticalSectionDelay(ctx); err != nil {
+			return resultError, err
+		}
+		// The lock only saves attempts, but a lock lost while this replica
+		// stood still means another writer is likely at work: let it.
+		if lk.Err() != nil {
+			return resultLost, errLockLost
+		}
+		if cur == nil {
+			return r.create(ctx, fp, g, next, lk.Token().String())
+		}
+		return r.update(ctx, g, cur)
+	}
+	if err := r.criticalSectionDelay(ctx); err != nil {
+		return resultError, err
+	}
+	return r.create(ctx, fp, g, next, "")
+}
+
+func (r *Recorder) criticalSectionDelay(ctx context.Context) error {
+	if r.opts.CriticalSectionDelay <= 0 {
+		return nil
+	}
+	t := r.opts.Clock.NewTimer(r.opts.CriticalSectionDelay)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return backoff.Permanent(context.Cause(ctx))
+	}
+}
+
+// take marks the pending incidents as counted by the write about to be
+// made and returns them, oldest first. Callers that already left are
+// dropped instead.
+func (r *Recorder) take(g *group) []*waiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	batch := slices.DeleteFunc(g.pending, func(w *waiter) bool { return w.gone })
+	g.pending = nil
+	for _, w := range batch {
+		w.taken = true
+	}
+	return batch
+}
+
+// putBack returns incidents whose write failed to the front of the
+// pending list, for the next attempt, minus those whose callers left.
+func (r *Recorder) putBack(g *group, batch []*waiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := slices.DeleteFunc(batch, func(w *waiter) bool { return w.gone })
+	for _, w := range kept {
+		w.taken = false
+	}
+	g.pending = append(kept, g.pending...)
+}
+
+// answer completes one Record call. Recorder.mu must not be needed by the
+// reader: done is closed after res and err are set.
+func (r *Recorder) answer(w *waiter, res Result, err error) {
+	w.res, w.err = res, err
+	close(w.done)
+}
+
+// create makes generation next of the fingerprint's requests, counting the
+// first pending incident, and then adds the rest of the batch to it.
+func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, token string) (string, error) {
+	batch := r.take(g)
+	if len(batch) == 0 {
+		return resultIdle, nil
+	}
+	first := batch[0]
+	rr := r.newRequest(first.in, next, token)
+	log := logr.FromContextOrDiscard(ctx).WithValues("remediationRequest", rr.Name)
+	if err := r.c.Create(ctx, rr); err != nil {
+		r.putBack(g, batch)
+		if apierrors.IsAlreadyExists(err) {
+			// Read it at once: the next attempt counts into it.
+			r.remember(fp, rr.Name)
+			return resultExists, backoff.RetryAfter(0, errExists)
+		}
+		return resultError, backoff.Permanent(fmt.Errorf("%w: create %s: %w", ErrUnavailable, rr.Name, err))
+	}
+	r.remember(fp, rr.Name)
+	r.m.batch.Observe(1)
+	log.Info("Created remediation request", "generation", next)
+	r.answer(first, Result{Outcome: Created, Name: rr.Name, OccurrenceCount: 1}, nil)
+	if rest := batch[1:]; len(rest) > 0 {
+		r.putBack(g, rest)
+		// The creator was answered; the others are counted by an update,
+		// now if nothing interferes.
+		return r.update(ctx, g, rr)
+	}
+	return resultWritten, nil
+}
+
+// update adds every pending incident to cur's occurrence count with one
+// status update carrying cur's resourceVersion: if the request changed
+// since it was read (another count, a phase change), nothing is written.
+func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.RemediationRequest) (string, error) {
+	batch := r.take(g)
+	if len(batch) == 0 {
+		return resultIdle, nil
+	}
+	rr := cur.DeepCopy()
+	d := rr.EffectiveDeduplication()
+	for _, w := range batch {
+		d.OccurrenceCount++
+		if at := metav1.NewMicroTime(w.in.ReceivedAt); d.LastSeenAt.Before(&at) {
+			d.LastSeenAt = at
+		}
+		if !slices.Contains(d.SignalNames, w.in.Signal.Name) && len(d.SignalNames) < v1alpha1.MaxSignalNames {
+			d.SignalNames = append(d.SignalNames, w.in.Signal.Name)
+		}
+	}
+	rr.Status.Deduplication = &d
+	if err := r.c.Status().Update(ctx, rr); err != nil {
+		r.putBack(g, batch)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return resultConflict, errConflict
+		}
+		return resultError, backoff.Permanent(fmt.Errorf("%w: update %s: %w", ErrUnavailable, rr.Name, err))
+	}
+	r.m.batch.Observe(float64(len(batch)))
+	logr.FromContextOrDiscard(ctx).V(1).Info("Counted duplicate signals", "remediationRequest", rr.Name, "added", len(batch), "occurrenceCount", d.OccurrenceCount)
+	r.mu.Lock()
+	for _, w := range batch {
+		r.answer(w, Result{Outcome: Duplicate, Name: rr.Name, OccurrenceCount: d.OccurrenceCount}, nil)
+	}
+	r.mu.Unlock()
+	return resultWritten, nil
+}
+
+// latest returns the fingerprint's request that still absorbs signals, or
+// nil and the generation a new request must take. A cached name costs one
+// Get while that request is not terminal; otherwise a List by label finds
+// the highest generation. Both read from the API server, so a request
+// another replica created is seen.
+//
+// Generation n+1 is only ever created after generation n was seen
+// terminal, and terminal phases are final, so at most one request per
+// fingerprint is non-terminal, and creating "max generation + 1" collides
+// on the name with any other writer that read the same state.
+func (r *Recorder) latest(ctx context.Context, fp string) (*v1alpha1.RemediationRequest, int64, error) {
+	r.mu.Lock()
+	name := r.names[fp]
+	r.mu.Unlock()
+	if name != "" {
+		var rr v1alpha1.RemediationRequest
+		err := r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+		switch {
+		case err == nil && rr.Spec.Fingerprint == fp && !rr.IsTerminal():
+			return &rr, 0, nil
+		case err != nil && !apierrors.IsNotFound(err):
+			return nil, 0, err
+		}
+	}
+
+	var list v1alpha1.RemediationRequestList
+	if err := r.c.List(ctx, &list, client.InNamespace(r.opts.Namespace),
+		client.MatchingLabels{v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp)}); err != nil {
+		return nil, 0, err
+	}
+	var (
+		open *v1alpha1.RemediationRequest
+		top  int64
+	)
+	for i := range list.Items {
+		rr := &list.Items[i]
+		if rr.Spec.Fingerprint != fp {
+			continue // a label prefix collision: 160 bits make it theoretical
+		}
+		gen := generation(rr)
+		top = max(top, gen)
+		if !rr.IsTerminal() && (open == nil || gen > generation(open)) {
+			open = rr
+		}
+	}
+	if open != nil {
+		r.remember(fp, open.Name)
+		return open, 0, nil
+	}
+	return nil, top + 1, nil
+}
+
+// generation reads the generation label; requests without one (made by
+// hand) count as generation 0, so they never block a new generation.
+func generation(rr *v1alpha1.RemediationRequest) int64 {
+	n, err := strconv.ParseInt(rr.Labels[v1alpha1.LabelGeneration], 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// remember caches the latest request name of fp. The cache is a hint: a
+// wrong or missing entry costs a List, never correctness.
+func (r *Recorder) remember(fp, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.names[fp]; !ok && len(r.names) >= r.opts.MaxCachedNames {
+		for k := range r.names { // evict an arbitrary entry
+			delete(r.names, k)
+			break
+		}
+	}
+	r.names[fp] = name
+}
+
+// Name returns the name of generation gen of the fingerprint's requests.
+func Name(prefix, fp string, gen int64) string {
+	return fmt.Sprintf("%s-%s-%d", prefix, fp[:20], gen)
+}
+
+func (r *Recorder) newRequest(in Incident, gen int64, token string) *v1alpha1.RemediationRequest {
+	rr := &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.opts.Namespace,
+			Name:      Name(r.opts.NamePrefix, in.Fingerprint, gen),
+			Labels: map[string]string{
+				v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(in.Fingerprint),
+				v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(in.Target),
+				v1alpha1.LabelGeneration:  strconv.FormatInt(gen, 10),
+			},
+		},
+		Spec: v1alpha1.RemediationRequestSpec{
+			Fingerprint:       in.Fingerprint,
+			SignalName:        truncate(in.Signal.Name, 253),
+			Severity:          truncate(in.Signal.Severity, 63),
+			Source:            in.Signal.Source,
+			Target:            in.Target,
+			SignalTarget:      in.SignalTarget,
+			ReceivedAt:        metav1.NewMicroTime(in.ReceivedAt),
+			SignalLabels:      in.Signal.Labels,
+			SignalAnnotations: in.Signal.Annotations,
+		},
+	}
+	if !in.Signal.FiringTime.IsZero() {
+		t := metav1.NewTime(in.Signal.FiringTime)
+		rr.Spec.FiringTime = &t
+	}
+	if token != "" {
+		rr.Annotations = map[string]string{v1alpha1.AnnotationFencingToken: token}
+	}
+	return rr
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
