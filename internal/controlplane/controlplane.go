@@ -138,6 +138,12 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	return cp, nil
 }
 
+// CreateNamespace creates a namespace, so that a test can work in one of its
+// own; an existing namespace is not an error.
+func (cp *ControlPlane) CreateNamespace(ctx context.Context, name string) error {
+	return cp.createNamespaces(ctx, []string{name})
+}
+
 func (cp *ControlPlane) createNamespaces(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return nil
