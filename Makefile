@@ -8,7 +8,7 @@ PKGS      := ./...
 # they run one package at a time.
 TEST_FLAGS ?= -race -count=1 -timeout=30m
 
-.PHONY: all build test test-unit test-integration lint verify generate controlplane up clean soak bench fuzz
+.PHONY: all build test test-unit test-integration lint verify generate controlplane packages up clean soak bench fuzz
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 	$(GO) build -o bin/leasehold ./cmd/leasehold
 
 ## test: everything CI runs: lint, generated-file check, unit and integration tests.
-test: controlplane verify
+test: controlplane packages verify
 	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test $(TEST_FLAGS) -p 1 -tags integration $(PKGS)
 
 ## test-unit: the fast tests only; no control plane needed.
@@ -24,7 +24,7 @@ test-unit:
 	$(GO) test -race $(PKGS)
 
 ## test-integration: the integration suites only.
-test-integration: controlplane
+test-integration: controlplane packages
 	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test $(TEST_FLAGS) -p 1 -tags integration $(PKGS)
 
 ## soak: the lease exclusion test at full size (5 Lockers x 20 goroutines x 2,000 acquisitions); not in CI.
@@ -41,6 +41,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzExponential -fuzztime=$(FUZZTIME) ./backoff/
 	$(GO) test -run '^$$' -fuzz=FuzzLeaseName -fuzztime=$(FUZZTIME) ./lease/
 	$(GO) test -run '^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./lease/
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeAlertmanager -fuzztime=$(FUZZTIME) ./gateway/signal/
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeKubernetesEvent -fuzztime=$(FUZZTIME) ./gateway/signal/
 
 lint:
 	hack/verify-gofmt.sh
@@ -56,6 +58,10 @@ generate:
 ## controlplane: build kube-apiserver and etcd once (about 10 minutes on 2 cores the first time).
 controlplane:
 	@hack/controlplane.sh >/dev/null
+
+## packages: install the Debian packages the tests run (Alertmanager); only what is missing.
+packages:
+	@hack/packages.sh
 
 ## up: start the local control plane with the CRDs and print how to reach it.
 up: controlplane

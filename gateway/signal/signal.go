@@ -3,6 +3,7 @@ package signal
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
@@ -41,6 +42,21 @@ const (
 	// Reject: an invalid entry; Err says which field and why.
 	Reject
 )
+
+// String returns "fire", "ignore" or "reject": a bounded value fit for a
+// metric label.
+func (d Disposition) String() string {
+	switch d {
+	case Fire:
+		return "fire"
+	case Ignore:
+		return "ignore"
+	case Reject:
+		return "reject"
+	default:
+		return "Disposition(" + strconv.Itoa(int(d)) + ")"
+	}
+}
 
 // Item is the decoded form of one alert of a webhook, or of one event.
 type Item struct {
