@@ -1,0 +1,98 @@
+// Package gateway is the HTTP front end that turns alert signals into
+// RemediationRequests: it authenticates the sender, decodes the payload
+// (package signal), resolves each signal's workload (package owner) and
+// records it (package dedup), then answers with what happened.
+//
+//	srv, err := gateway.New(gateway.Config{
+//		Dedup:         recorder,
+//		Resolver:      resolver,
+//		Cluster:       "prod-eu",
+//		TokenReviewer: clientset.AuthenticationV1().TokenReviews(),
+//		Registerer:    registry,
+//	})
+//	err = srv.ListenAndServe(ctx) // until ctx ends, then a graceful shutdown
+//
+// # Routes
+//
+//   - POST /api/v1/signals/alertmanager: an Alertmanager webhook (version 4),
+//     one entry per alert.
+//   - POST /api/v1/signals/kubernetes-event: one core/v1 or events.k8s.io/v1
+//     Event.
+//   - GET /healthz: the process is alive.
+//   - GET /readyz: the API server is reachable (Config.ReadyCheck) and the
+//     server is not shutting down.
+//   - GET /metrics: Prometheus metrics of Config.Gatherer.
+//
+// A signal request is checked in this order: method (405 with Allow),
+// bearer token (401; 403 when the access review says no), Content-Type
+// (415 unless application/json, parameters allowed), body size (413 over
+// MaxBodyBytes), payload (400). Every error answer is an RFC 7807
+// application/problem+json body (type Problem); a 400 about one field names
+// it in the "field" member.
+//
+// # Answers
+//
+// A payload with one entry is answered with that entry's code: 201 when it
+// created a RemediationRequest, 202 when it joined an existing one (both
+// bodies name the request and its occurrence count), 200 when it was
+// ignored (a resolved alert, a Normal event; the body says why), 400 when it
+// was invalid. A payload with several entries is answered 207 with one
+// Result per entry when every entry was handled (a rejected entry counts as
+// handled: sending it again would not help).
+//
+// If any entry could not be recorded, the whole payload is answered with an
+// error, and no entry of it is acknowledged: 503 with Retry-After when the
+// deduplicator was busy (dedup.ErrBusy) or the API server failed
+// (dedup.ErrUnavailable) or too many signals are in flight (MaxInFlight),
+// 504 when the request's deadline (RequestTimeout) passed, 500 for anything
+// else. This follows the senders: Alertmanager treats any 2xx as delivered,
+// resends the whole webhook after a 5xx (ignoring Retry-After) and drops it
+// after a 4xx. So answering 2xx for a partly recorded webhook would lose the
+// rest, every failure worth retrying is a 5xx (an API server that cannot
+// review a token included: 503, not 401), and only what no retry can fix is
+// a 4xx. Once one entry has failed, entries not yet started are not started.
+//
+// # What the count means under faults
+//
+// For one incident, let sent be its firing signals delivered to the
+// gateway, retries included, acknowledged those answered 2xx, and
+// occurrenceCount the count on its RemediationRequest. Then
+//
+//	acknowledged <= occurrenceCount <= sent
+//
+// A signal answered 2xx is durably counted (the deduplicator returned
+// success). A failed answer may come after some entries, or even the failed
+// entry's own write, were counted (a write can succeed after its response is
+// lost); the sender's retry counts them again. So a retried fault
+// over-counts, by at most the entries of the payloads that failed, and never
+// under-counts.
+//
+// # Load
+//
+// A webhook's firing entries are recorded concurrently, at most
+// BatchConcurrency at a time; identical fingerprints are coalesced by the
+// deduplicator, not here. Every recording holds a slot of MaxInFlight; a
+// request reserves all of its slots at once or is answered 503 at once:
+// under overload the gateway sheds load with an answer the senders retry,
+// instead of queueing until every request times out.
+//
+// # Authentication
+//
+// On by default: the bearer token is validated with a TokenReview, and with
+// Config.AccessReview a SubjectAccessReview must also allow the user to
+// create remediationrequests.leasehold.dev in Config.Namespace. Decisions
+// are cached under the SHA-256 of the token (allowed for AuthCacheTTL,
+// rejected for AuthCacheNegativeTTL; API errors are not cached), so a token
+// revoked or a permission withdrawn keeps working for up to AuthCacheTTL.
+// Concurrent requests with the same token share one review. When the API
+// server cannot be asked, the answer is 503 with Retry-After. /healthz,
+// /readyz and /metrics are not authenticated. Config.InsecureNoAuth turns
+// authentication off for local runs, with a warning in the log.
+//
+// # Shutdown
+//
+// Serve, once its context ends, fails /readyz, stops accepting, and gives
+// the requests in flight ShutdownTimeout to finish; then it cancels them.
+// It returns after the last handler has returned, so the caller may then
+// close what the handlers used (the deduplicator's locker).
+package gateway
