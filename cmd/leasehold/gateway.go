@@ -48,6 +48,7 @@ type gatewayFlags struct {
 	tlsKeyFile     string
 	leaseDuration  time.Duration
 	maxAttempts    int
+	lockWrites     string
 	backoffBase    time.Duration
 	backoffMax     time.Duration
 	backoffJitter  float64
@@ -99,6 +100,7 @@ then the locks still held are released.`,
 	fl.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve HTTPS with this certificate (with --tls-key-file)")
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key of --tls-cert-file")
 	fl.DurationVar(&f.leaseDuration, "lease-duration", 30*time.Second, "duration of the per-fingerprint Leases")
+	fl.StringVar(&f.lockWrites, "lock-writes", string(dedup.LockNone), `writes made under the fingerprint's gw-lock Lease: "none" (creates are fenced by their name, updates by their resourceVersion), "updates" or "all"`)
 	fl.IntVar(&f.maxAttempts, "max-attempts", 10, "attempts to record one signal under contention, the first included")
 	fl.DurationVar(&f.backoffBase, "backoff-base", 100*time.Millisecond, "wait after the first contended attempt")
 	fl.DurationVar(&f.backoffMax, "backoff-max", time.Second, "cap of the wait between attempts")
@@ -216,6 +218,7 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 	recorder, err := dedup.New(d.crClient, d.locker, dedup.Options{
 		Namespace:            f.namespace,
 		Policy:               policy,
+		Lock:                 dedup.LockMode(f.lockWrites),
 		MaxAttempts:          f.maxAttempts,
 		Clock:                d.clock,
 		Registerer:           d.reg,

@@ -25,12 +25,29 @@
 //
 // # What the lock adds
 //
-// A lease lock per fingerprint (lease prefix "gw-lock") serialises the count
-// updates of replicas, so that they wait for each other instead of spending
-// attempts on conflicts. It costs two writes (create and delete of the
-// Lease). By default (LockUpdates) creates skip it: a losing create costs one
-// AlreadyExists and its next attempt counts into the winner's request. LockAll
-// takes it for every write, as the original design did.
+// A lease lock per fingerprint (lease prefix "gw-lock") can serialise the
+// writers of one fingerprint, so that they wait for each other instead of
+// meeting as AlreadyExists or Conflict. It costs two writes (create and
+// delete of the Lease), and a held lock costs a failed create and a read.
+// Options.Lock chooses: LockNone (the default) takes no lock, LockUpdates
+// takes it for count updates only, LockAll for every write as the original
+// design did. Measured with `leasehold storm` against 3 gateway processes on
+// one 2-core machine, the lock never paid for itself:
+//
+//	scenario                     mode     API calls/signal  signals/s  p99
+//	100 identical signals        none     0.14              500        197 ms
+//	                             updates  0.22              597        166 ms
+//	                             all      0.26              408        244 ms
+//	2,000 distinct, conc. 50     none     3.0               249        530 ms
+//	                             updates  3.0               148        881 ms
+//	                             all      5.0               73         1453 ms
+//	1,000 over 20, conc. 50      none     2.1               207        1606 ms
+//	                             updates  4.9               76         4165 ms
+//	                             all      4.5               97         4709 ms
+//
+// A conflict loses one write of a few milliseconds; a held lock makes the
+// other replicas wait out a backoff while the holder spends four calls.
+// Every mode is equally exact, since none relies on the lock.
 //
 // # Coalescing
 //

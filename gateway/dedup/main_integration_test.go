@@ -175,7 +175,7 @@ func checkRequests(t *testing.T, ns string, incidents int, want int64) {
 }
 
 func TestStormOfIdenticalSignalsOverThreeReplicas(t *testing.T) {
-	for _, mode := range []dedup.LockMode{dedup.LockUpdates, dedup.LockAll} {
+	for _, mode := range []dedup.LockMode{dedup.LockNone, dedup.LockUpdates, dedup.LockAll} {
 		t.Run(string(mode), func(t *testing.T) {
 			ns := newNamespace(t)
 			replicas := []*replica{
@@ -206,7 +206,7 @@ func TestStormOfIdenticalSignalsOverThreeReplicas(t *testing.T) {
 func TestManySignalsOverTwentyFingerprints(t *testing.T) {
 	ns := newNamespace(t)
 	replicas := []*replica{
-		newReplica(t, ns, "gw-0", dedup.LockUpdates), newReplica(t, ns, "gw-1", dedup.LockUpdates), newReplica(t, ns, "gw-2", dedup.LockUpdates),
+		newReplica(t, ns, "gw-0", dedup.LockNone), newReplica(t, ns, "gw-1", dedup.LockNone), newReplica(t, ns, "gw-2", dedup.LockNone),
 	}
 	const signals, incidents = 1000, 20
 	created, duplicate := storm(t, replicas, signals, incidents)

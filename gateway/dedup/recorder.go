@@ -197,7 +197,7 @@ func (r *Recorder) attempt(ctx context.Context, fp string, g *group) (string, er
 		return resultError, backoff.Permanent(fmt.Errorf("%w: read requests for fingerprint %s: %w", ErrUnavailable, fp, err))
 	}
 
-	if cur != nil || r.opts.Lock == LockAll {
+	if r.opts.Lock == LockAll || (cur != nil && r.opts.Lock == LockUpdates) {
 		lk, err := r.locker.TryAcquire(ctx, fp)
 		switch {
 		case errors.Is(err, lease.ErrHeld):
@@ -226,7 +226,10 @@ func (r *Recorder) attempt(ctx context.Context, fp string, g *group) (string, er
 	if err := r.criticalSectionDelay(ctx); err != nil {
 		return resultError, err
 	}
-	return r.create(ctx, fp, g, next, "")
+	if cur == nil {
+		return r.create(ctx, fp, g, next, "")
+	}
+	return r.update(ctx, g, cur)
 }
 
 func (r *Recorder) criticalSectionDelay(ctx context.Context) error {

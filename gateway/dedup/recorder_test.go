@@ -180,7 +180,7 @@ func incident(name string) Incident {
 }
 
 func TestFirstSignalCreatesWithoutLock(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Lock: LockUpdates})
 	in := incident("KubePodCrashLooping")
 	res, err := e.record(t, in)
 	if err != nil {
@@ -236,7 +236,7 @@ func TestLockAllRecordsFencingToken(t *testing.T) {
 }
 
 func TestDuplicateCountsUnderLock(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Lock: LockUpdates})
 	first, err := e.record(t, incident("A"))
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +263,26 @@ func TestDuplicateCountsUnderLock(t *testing.T) {
 	}
 	if got := e.locks.Acquisitions(second.Fingerprint); got != 1 {
 		t.Errorf("lock acquisitions = %d, want 1 for the update", got)
+	}
+}
+
+func TestDefaultTakesNoLock(t *testing.T) {
+	e := newEnv(t, Options{})
+	in := incident("A")
+	for range 3 {
+		if _, err := e.record(t, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.locks.Acquisitions(in.Fingerprint); got != 0 {
+		t.Fatalf("lock acquisitions = %d, want 0 by default", got)
+	}
+	// Locks held elsewhere do not matter: updates are fenced by their
+	// resourceVersion.
+	e.locks.Hold(in.Fingerprint)
+	res, err := e.record(t, in)
+	if err != nil || res.OccurrenceCount != 4 {
+		t.Fatalf("%+v, %v", res, err)
 	}
 }
 
@@ -401,7 +421,7 @@ func TestAnotherReplicaCreatedItMeanwhile(t *testing.T) {
 }
 
 func TestHeldLockExhaustsExactlyMaxAttempts(t *testing.T) {
-	e := newEnv(t, Options{MaxAttempts: 4})
+	e := newEnv(t, Options{Lock: LockUpdates, MaxAttempts: 4})
 	if _, err := e.record(t, incident("A")); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +491,7 @@ func TestConflictRetriesAfterBackoff(t *testing.T) {
 // A caller that gives up before its incident was taken into a write is
 // not counted.
 func TestCallerThatLeavesIsNotCounted(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Lock: LockUpdates})
 	first, err := e.record(t, incident("A"))
 	if err != nil {
 		t.Fatal(err)
@@ -505,7 +525,7 @@ func TestCallerThatLeavesIsNotCounted(t *testing.T) {
 }
 
 func TestLostLockIsNotWrittenUnder(t *testing.T) {
-	e := newEnv(t, Options{CriticalSectionDelay: time.Second})
+	e := newEnv(t, Options{Lock: LockUpdates, CriticalSectionDelay: time.Second})
 	if _, err := e.record(t, incident("A")); err != nil {
 		t.Fatal(err)
 	}
