@@ -1,0 +1,90 @@
+//go:build integration
+
+package orchestrator_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/controlplane"
+)
+
+var (
+	// kubeconfigPath is the control plane's kubeconfig, written for the
+	// children.
+	kubeconfigPath string
+	// binaryPath is ./cmd/leasehold, built once per run.
+	binaryPath string
+	// cli and clientset are the test's own administrator clients.
+	cli       client.WithWatch
+	clientset kubernetes.Interface
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+// run exists so that deferred cleanup runs before os.Exit.
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "leasehold-orchestrator-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binaryPath = filepath.Join(dir, "leasehold")
+	if err := buildBinary(binaryPath); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return controlplane.Run(m, controlplane.Options{}, func(cp *controlplane.ControlPlane) error {
+		kubeconfigPath = filepath.Join(dir, "kubeconfig")
+		if err := os.WriteFile(kubeconfigPath, cp.Kubeconfig(), 0o600); err != nil {
+			return err
+		}
+		scheme := runtime.NewScheme()
+		if err := clientgoscheme.AddToScheme(scheme); err != nil {
+			return err
+		}
+		if err := v1alpha1.AddToScheme(scheme); err != nil {
+			return err
+		}
+		var err error
+		if clientset, err = kubernetes.NewForConfig(cp.Config); err != nil {
+			return err
+		}
+		cli, err = client.NewWithWatch(cp.Config, client.Options{Scheme: scheme})
+		return err
+	})
+}
+
+// buildBinary builds the command with the race detector when this test
+// binary has it, so that `go test -race` checks the children too.
+func buildBinary(out string) error {
+	args := []string{"build", "-o", out}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				args = append(args, "-race")
+			}
+		}
+	}
+	args = append(args, "github.com/leasehold/leasehold/cmd/leasehold")
+	cmd := exec.Command("go", args...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return nil
+}
