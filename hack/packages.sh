@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests drive as real programs:
+# Installs the Debian packages the tests run as real programs:
 #   prometheus-alertmanager  a real Alertmanager posting webhooks to the gateways
+#   prometheus               promtool, which unit-tests the alerting rules
 # It installs only what is missing, so a warm machine pays nothing.
 set -euo pipefail
 
 declare -A want=(
 	[prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
+	[prometheus]=/usr/bin/promtool
 )
 
 missing=()
