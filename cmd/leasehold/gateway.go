@@ -222,6 +222,7 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 		MaxAttempts:          f.maxAttempts,
 		Clock:                d.clock,
 		Registerer:           d.reg,
+		Logger:               d.log,
 		CriticalSectionDelay: f.testCriticalSectionDelay,
 	})
 	if err != nil {
@@ -270,7 +271,15 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "gateway listening on %s://%s identity=%s namespace=%s auth=%s\n",
 		scheme, ln.Addr(), f.identity, f.namespace, srv.AuthMode())
-	return srv.Serve(ctx, ln)
+	err = srv.Serve(ctx, ln)
+	// The handlers have returned, but a worker may still be writing for a
+	// caller that gave up; the locks are released only after it is done.
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.requestTimeout)
+	defer cancel()
+	if cerr := recorder.Close(drain); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
 }
 
 // gatewayAPIServerReady checks the API server's own /readyz: cheap, and readable

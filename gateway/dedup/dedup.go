@@ -71,6 +71,9 @@ var (
 	// ErrUnavailable: the API server failed a request for a reason other
 	// than contention (unreachable, 5xx, forbidden).
 	ErrUnavailable = errors.New("dedup: API server unavailable")
+	// ErrClosed: the Recorder is shutting down (wrapped with ErrUnavailable,
+	// so that the caller's client retries against another replica).
+	ErrClosed = errors.New("dedup: shutting down")
 )
 
 // Fingerprint identifies an incident's workload: the lowercase hex SHA-256

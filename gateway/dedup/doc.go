@@ -77,6 +77,12 @@
 // that gives up after its incident was taken into a write may be counted
 // too. A client that retries failed signals can therefore make the count
 // exceed the acknowledged signals, never fall below them: acknowledged <=
-// occurrenceCount <= sent. Deleting a request that is still in progress by
-// hand lets the next signal start a new generation; nothing else removes one.
+// occurrenceCount <= sent.
+//
+// The name fence assumes that the highest generation of a fingerprint is
+// never deleted, so that "max + 1" cannot go backwards; the orchestrator's
+// retention keeps it for that reason. It also assumes that terminal phases
+// are final, which the CRD enforces. Deleting requests by hand can break
+// the first assumption, and so can a writer that stays paused between its
+// read and its create for longer than the retention age (a day by default).
 package dedup

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
@@ -57,6 +58,11 @@ type Options struct {
 	// Registerer receives the gateway_dedup_* and gateway_retry_* metrics.
 	// Nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Logger receives the workers' lines, with the fingerprint and request
+	// name. A worker serves many callers, so it logs with this logger, not
+	// with the logger of the request that happened to start it. Default:
+	// discard.
+	Logger logr.Logger
 	// MaxCachedNames bounds the cache of each fingerprint's latest request
 	// name, which saves a List on most attempts. Default 10,000.
 	MaxCachedNames int
@@ -87,6 +93,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
 	}
 	if o.MaxCachedNames == 0 {
 		o.MaxCachedNames = 10000

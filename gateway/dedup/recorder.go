@@ -29,9 +29,11 @@ type Recorder struct {
 	opts   Options
 	m      *metrics
 
-	mu     sync.Mutex
-	groups map[string]*group // fingerprint -> incidents waiting to be counted
-	names  map[string]string // fingerprint -> latest request name seen
+	mu      sync.Mutex
+	groups  map[string]*group // fingerprint -> incidents waiting to be counted
+	names   map[string]string // fingerprint -> latest request name seen
+	closed  bool              // set by Close: no new batches
+	workers sync.WaitGroup
 }
 
 var _ Deduplicator = (*Recorder)(nil)
@@ -50,8 +52,9 @@ type waiter struct {
 	res  Result
 	err  error
 	// taken is set while a write that counts this incident is in flight;
-	// gone once its caller stopped waiting. Both are guarded by Recorder.mu.
-	taken, gone bool
+	// gone once its caller stopped waiting; tried once an attempt started
+	// while it was pending. All are guarded by Recorder.mu.
+	taken, gone, tried bool
 }
 
 // New returns a Recorder that writes RemediationRequests through c, which
@@ -87,24 +90,32 @@ func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, erro
 
 // Record counts one incident; see Deduplicator. It joins the batch of its
 // fingerprint: if no worker runs for it, this call starts one. The worker
-// runs on a context detached from any one caller (a caller that gives up
-// must not abort the write for the others); it is bounded by the attempt
-// budget and the per-request deadlines of the client.
+// runs on a context of its own, not any one caller's (a caller that gives
+// up must not abort the write for the others); it is bounded by the attempt
+// budget and the per-request deadlines of the client. After Close, Record
+// fails with ErrUnavailable wrapping ErrClosed.
 func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
 	if len(in.Fingerprint) != 64 {
 		return Result{}, fmt.Errorf("dedup: fingerprint %q is not 64 hex digits", in.Fingerprint)
 	}
 	w := &waiter{in: in, done: make(chan struct{})}
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: fingerprint %s: %w", ErrUnavailable, in.Fingerprint, ErrClosed)
+	}
 	g, running := r.groups[in.Fingerprint]
 	if !running {
 		g = &group{}
 		r.groups[in.Fingerprint] = g
 	}
 	g.pending = append(g.pending, w)
+	if !running {
+		r.workers.Add(1)
+	}
 	r.mu.Unlock()
 	if !running {
-		go r.work(context.WithoutCancel(ctx), in.Fingerprint, g)
+		go r.work(in.Fingerprint, g)
 	}
 
 	select {
@@ -129,11 +140,32 @@ func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
 	return Result{}, fmt.Errorf("dedup: fingerprint %s: %w", in.Fingerprint, context.Cause(ctx))
 }
 
+// Close stops new batches and waits, until ctx ends, for the workers in
+// flight: callers release the Locker after it, so that no lock is released
+// under a write that is still being made.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dedup: workers still running: %w", context.Cause(ctx))
+	}
+}
+
 // work runs attempt loops for g until no incident is pending. Incidents
 // that arrive while a write is in flight are counted by the next one.
-func (r *Recorder) work(ctx context.Context, fp string, g *group) {
-	log := logr.FromContextOrDiscard(ctx).WithValues("fingerprint", fp)
-	ctx = logr.NewContext(ctx, log)
+func (r *Recorder) work(fp string, g *group) {
+	defer r.workers.Done()
+	log := r.opts.Logger.WithValues("fingerprint", fp)
+	ctx := logr.NewContext(context.Background(), log)
 	for {
 		r.mu.Lock()
 		if len(g.pending) == 0 {
@@ -169,12 +201,16 @@ func (r *Recorder) work(ctx context.Context, fp string, g *group) {
 			r.m.exhausted.Inc()
 			err = fmt.Errorf("%w for fingerprint %s after %d attempts: %w", ErrBusy, fp, r.opts.MaxAttempts, err)
 		}
-		log.Info("Signals not counted", "error", err.Error())
+		// Only incidents that an attempt of this loop saw fail; those that
+		// joined after its last attempt began get a loop of their own. The
+		// callers log the error, with their request's details.
 		r.mu.Lock()
-		for _, w := range g.pending {
-			r.answer(w, Result{}, err)
-		}
-		g.pending = nil
+		g.pending = slices.DeleteFunc(g.pending, func(w *waiter) bool {
+			if w.tried {
+				r.answer(w, Result{}, err)
+			}
+			return w.tried
+		})
 		r.mu.Unlock()
 	}
 }
@@ -192,6 +228,11 @@ var (
 // one create or one status update. It returns the attempt's result label
 // and nil when the taken incidents were answered (or none was left).
 func (r *Recorder) attempt(ctx context.Context, fp string, g *group) (string, error) {
+	r.mu.Lock()
+	for _, w := range g.pending {
+		w.tried = true
+	}
+	r.mu.Unlock()
 	cur, next, err := r.latest(ctx, fp)
 	if err != nil {
 		return resultError, backoff.Permanent(fmt.Errorf("%w: read requests for fingerprint %s: %w", ErrUnavailable, fp, err))

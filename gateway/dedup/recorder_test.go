@@ -46,6 +46,7 @@ type env struct {
 	onCreate func(inner client.WithWatch, obj client.Object) error
 	onUpdate func(obj client.Object) error
 	onList   func() error
+	onGet    func() error
 }
 
 func newEnv(t *testing.T, opts Options) *env {
@@ -60,6 +61,11 @@ func newEnv(t *testing.T, opts Options) *env {
 		WithInterceptorFuncs(interceptor.Funcs{
 			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 				e.gets.Add(1)
+				if e.onGet != nil {
+					if err := e.onGet(); err != nil {
+						return err
+					}
+				}
 				return c.Get(ctx, key, obj, opts...)
 			},
 			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
@@ -630,5 +636,119 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A batch that runs out of attempts fails only the incidents an attempt
+// saw; one that joined during the last attempt gets a loop of its own.
+func TestExhaustionSparesIncidentsThatJoinedLate(t *testing.T) {
+	e := newEnv(t, Options{Lock: LockUpdates, MaxAttempts: 2})
+	first, err := e.record(t, incident("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := incident("A").Fingerprint
+	e.locks.Hold(fp)
+	var reads atomic.Int32
+	inLast := make(chan struct{})
+	proceed := make(chan struct{})
+	e.onGet = func() error {
+		if reads.Add(1) == 2 { // the read of the last attempt
+			close(inLast)
+			<-proceed
+		}
+		return nil
+	}
+	early := make(chan error, 1)
+	go func() {
+		_, err := e.rec.Record(context.Background(), incident("A"))
+		early <- err
+	}()
+	waitFor(t, func() bool {
+		select {
+		case <-inLast:
+			return true
+		default:
+			if e.clock.HasWaiters() {
+				e.clock.Step(2 * time.Second)
+			}
+			return false
+		}
+	})
+	late := make(chan Result, 1)
+	go func() {
+		res, err := e.rec.Record(context.Background(), incident("A"))
+		if err != nil {
+			t.Errorf("late incident: %v", err)
+		}
+		late <- res
+	}()
+	waitFor(t, func() bool {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		return len(e.rec.groups[fp].pending) == 2
+	})
+	e.onGet = nil
+	close(proceed)
+	if err := <-early; !errors.Is(err, ErrBusy) {
+		t.Fatalf("early incident: %v, want ErrBusy", err)
+	}
+	e.locks.Free(fp)
+	var res Result
+	waitFor(t, func() bool {
+		if e.clock.HasWaiters() {
+			e.clock.Step(2 * time.Second)
+		}
+		select {
+		case res = <-late:
+			return true
+		default:
+			return false
+		}
+	})
+	if res.Outcome != Duplicate || res.Name != first.Name || res.OccurrenceCount != 2 {
+		t.Fatalf("late incident: %+v", res)
+	}
+}
+
+func TestCloseWaitsForWorkersAndRefusesNewIncidents(t *testing.T) {
+	e := newEnv(t, Options{})
+	release := make(chan struct{})
+	e.onList = func() error {
+		<-release
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.rec.Record(context.Background(), incident("A"))
+		done <- err
+	}()
+	waitFor(t, func() bool { return e.lists.Load() == 1 })
+
+	closed := make(chan error, 1)
+	go func() { closed <- e.rec.Close(context.Background()) }()
+	waitFor(t, func() bool {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		return e.rec.closed
+	})
+	if _, err := e.rec.Record(context.Background(), incident("B")); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Record after Close = %v, want ErrClosed and ErrUnavailable", err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a worker was writing", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.rec.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
