@@ -302,3 +302,54 @@ func TestListBySelectors(t *testing.T) {
 		t.Fatalf("list by undeclared field: err = %v, want BadRequest", err)
 	}
 }
+
+// Both fences (request generations in the gateway, execution generations
+// in the orchestrator) rely on a terminal phase never changing again.
+func TestTerminalPhaseIsFinal(t *testing.T) {
+	ctx := testContext(t)
+	rr := newRR(t)
+	if err := cli.Create(ctx, rr); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), rr) })
+
+	for _, phase := range []v1alpha1.RemediationPhase{v1alpha1.PhaseBlocked, v1alpha1.PhaseExecuting, v1alpha1.PhaseCompleted} {
+		rr.Status.Phase = phase
+		if err := cli.Status().Update(ctx, rr); err != nil {
+			t.Fatalf("move to %s: %v", phase, err)
+		}
+	}
+	// Only the phase is frozen; the rest of a terminal status may change.
+	rr.Status.BlockReason = ""
+	rr.Status.Deduplication = &v1alpha1.DeduplicationStatus{FirstSeenAt: rr.Spec.ReceivedAt, LastSeenAt: rr.Spec.ReceivedAt, OccurrenceCount: 2}
+	if err := cli.Status().Update(ctx, rr); err != nil {
+		t.Fatalf("update a terminal request's count: %v", err)
+	}
+	for _, phase := range []v1alpha1.RemediationPhase{v1alpha1.PhaseExecuting, v1alpha1.PhaseFailed, ""} {
+		back := rr.DeepCopy()
+		back.Status.Phase = phase
+		expectInvalid(t, "leave Completed for "+string(phase), cli.Status().Update(ctx, back), "a terminal phase is final")
+	}
+
+	wfe := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "wfe-", Namespace: ns},
+		Spec: v1alpha1.WorkflowExecutionSpec{
+			Target:                rr.Spec.Target,
+			RemediationRequestRef: v1alpha1.ObjectReference{Name: rr.Name, UID: string(rr.UID)},
+			Sequence:              1,
+		},
+	}
+	if err := cli.Create(ctx, wfe); err != nil {
+		t.Fatalf("create execution: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), wfe) })
+	for _, phase := range []v1alpha1.WorkflowPhase{v1alpha1.WorkflowRunning, v1alpha1.WorkflowCancelled} {
+		wfe.Status.Phase = phase
+		if err := cli.Status().Update(ctx, wfe); err != nil {
+			t.Fatalf("move execution to %s: %v", phase, err)
+		}
+	}
+	back := wfe.DeepCopy()
+	back.Status.Phase = v1alpha1.WorkflowRunning
+	expectInvalid(t, "leave Cancelled", cli.Status().Update(ctx, back), "a terminal phase is final")
+}

@@ -138,6 +138,11 @@ type ObjectReference struct {
 }
 
 // RemediationRequestStatus is written by two owners; see the package doc.
+//
+// A terminal phase is final: the gateway starts a new request generation
+// only after seeing the previous one terminal, and that is only safe if it
+// stays terminal.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.phase) && self.phase == oldSelf.phase)",message="a terminal phase is final"
 type RemediationRequestStatus struct {
 	// Phase is owned by the orchestrator. Empty means Pending.
 	// +optional

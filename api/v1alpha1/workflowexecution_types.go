@@ -54,6 +54,10 @@ type WorkflowExecutionSpec struct {
 
 // WorkflowExecutionStatus is written by the executor, and by the orchestrator
 // when it times an execution out or cancels it.
+//
+// A terminal phase is final: the orchestrator starts the target's next
+// execution only after seeing this one terminal.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.phase) && self.phase == oldSelf.phase)",message="a terminal phase is final"
 type WorkflowExecutionStatus struct {
 	// Phase; empty means Pending.
 	// +optional
