@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 		newStormCommand(),
 		newOrchestratorCommand(),
 		newExecutorCommand(),
+		newLocksCommand(),
 	)
 	return root
 }
