@@ -14,6 +14,7 @@ import (
 	"github.com/leasehold/leasehold/gateway/dedup"
 	"github.com/leasehold/leasehold/gateway/owner"
 	"github.com/leasehold/leasehold/gateway/signal"
+	"github.com/leasehold/leasehold/internal/skewclock"
 )
 
 // Config configures a Server. Zero values are replaced by the documented
@@ -199,7 +200,7 @@ func (c Config) withDefaults() Config {
 		c.Clock = clock.RealClock{}
 	}
 	if c.ClockOffset != 0 {
-		c.Clock = offsetPassive{base: c.Clock, offset: c.ClockOffset}
+		c.Clock = skewclock.NewPassive(c.Clock, c.ClockOffset)
 	}
 	return c
 }

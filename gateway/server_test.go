@@ -20,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/utils/clock"
-	clocktesting "k8s.io/utils/clock/testing"
-
 	"github.com/leasehold/leasehold/gateway/dedup"
 	"github.com/leasehold/leasehold/gateway/owner"
 )
@@ -317,27 +314,9 @@ func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *
 	return certFile, keyFile, pool
 }
 
-func TestOffsetClock(t *testing.T) {
-	base := clocktesting.NewFakeClock(t0)
-	if got := NewOffsetClock(base, 0); got != clock.WithTicker(base) {
-		t.Error("offset 0 does not return the base clock")
-	}
-	c := NewOffsetClock(base, -time.Hour)
-	start := c.Now()
-	if !start.Equal(t0.Add(-time.Hour)) {
-		t.Errorf("Now = %v, want %v", start, t0.Add(-time.Hour))
-	}
-	base.Step(3 * time.Second)
-	if d := c.Since(start); d != 3*time.Second {
-		t.Errorf("Since = %v, want 3s: the offset must cancel out", d)
-	}
-	// On the real clock the monotonic reading survives the offset.
-	real := NewOffsetClock(clock.RealClock{}, 24*time.Hour)
-	if d := real.Since(real.Now()); d < 0 || d > time.Minute {
-		t.Errorf("real offset clock Since(Now()) = %v", d)
-	}
-
-	// Config.ClockOffset applies to the server's clock: ReceivedAt.
+// Config.ClockOffset applies to the server's clock: ReceivedAt. The clock
+// itself is tested in package skewclock.
+func TestConfigClockOffset(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.ClockOffset = 90 * time.Second })
 	e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
 	if ins := e.dedup.recorded(); len(ins) != 1 || !ins[0].ReceivedAt.Equal(t0.Add(90*time.Second)) {

@@ -47,17 +47,46 @@
 // If the create fails with AlreadyExists, another replica created that
 // generation since the read (this one was typically paused past its lease):
 // the reconcile re-reads the execution of that name and, if it belongs to
-// another request, blocks on it. It never creates a second execution.
+// another request, blocks on it; if it belongs to the request being
+// reconciled (started for it by another replica meanwhile), records it.
+// It never creates a second execution.
 //
 // Blocked requests are woken by the end (terminal phase or deletion) of any
 // execution of their target, and by a slow periodic resync
 // (BlockedResync). An execution reaching Completed, Failed or Cancelled
 // moves its request to Completed, Failed or Cancelled with the execution's
 // reason in the Finished condition; a terminal request loses its finalizer.
-// A separate controller fails executions still non-terminal at creation +
-// spec.timeout (reason TimedOut). Deleting a request cancels its active
-// execution (reason RequestDeleted) under the target's lock, then removes
-// the finalizer; nothing relies on a garbage collector.
+// Deleting a request cancels its active execution (reason RequestDeleted)
+// under the target's lock, then removes the finalizer; nothing relies on a
+// garbage collector.
+//
+// A separate controller, keyed by execution, looks at every active
+// execution. It fails one still non-terminal at creation + spec.timeout
+// (reason TimedOut), and cancels one whose request, read from the API
+// server, no longer exists (reason RequestGone). The latter closes the
+// one gap of the finalizer: a replica paused between its lock check and
+// its create can land an execution after the request was deleted and its
+// finalize, finding no execution, let it go; the execution's creation
+// event brings it to this controller even when its target has no other
+// request to notice it.
+//
+// # Retention
+//
+// A retention pass, every RetentionInterval, deletes terminal requests and
+// executions whose end (or, lacking one, creation) is older than Retention,
+// with UID and resourceVersion preconditions. It never deletes the latest
+// execution of a target (highest sequence) nor the latest request of a
+// fingerprint (highest leasehold.dev/generation label among the requests
+// with that spec.fingerprint), each computed from one paged list. Each is
+// what the next name derives from: the next execution of a target is named
+// after the highest sequence, and the gateway names a fingerprint's next
+// request after the highest generation it lists. Were the latest deleted,
+// the maximum would go backwards, and two writers reading before and after
+// the delete would pick different names, so both creates would succeed: two
+// active executions on one target, or two open requests (and later two
+// remediations) for one incident. A request without a generation label (made
+// by hand) counts as generation 0 for the gateway, decides no name, and is
+// deleted normally.
 //
 // # Guarantees
 //
@@ -76,7 +105,11 @@
 // among the requests that existed when each start was decided. Every
 // status write is a merge patch of the orchestrator's fields carrying the
 // resourceVersion it was computed from: a stale replica gets a Conflict,
-// and the gateway's status.deduplication is never sent.
+// and the gateway's status.deduplication is never sent. The finalizer is
+// added by a JSON patch conditional on the request's UID and finalizers
+// rather than its resourceVersion, so that the gateway's count updates
+// during a storm do not make it conflict; the API server refuses a new
+// finalizer on a request whose deletion has started.
 //
 // # Assumptions
 //
@@ -93,6 +126,16 @@
 //     of 24h this means a pause of more than a day.
 //   - Executions' spec is immutable (the CRD enforces it), so sequence and
 //     request reference cannot change under the protocol.
+//   - Terminal phases are final (the CRD enforces it): an execution or a
+//     request read as Completed, Failed or Cancelled stays so. The target
+//     is judged free, and the next generation started, on an execution
+//     read as terminal; one moved back to Running afterwards would be a
+//     second active execution.
+//   - Nothing else deletes the latest request of a fingerprint or rewrites
+//     a request's generation label, for the reason given under Retention.
+//     A gateway replica paused between its read of a fingerprint's
+//     requests and its create for longer than Retention is the same hole
+//     as the paused orchestrator replica above, on the gateway's side.
 //   - The cache decides only what to look at and when to wait, never to
 //     create: every create follows uncached reads under the lock.
 //

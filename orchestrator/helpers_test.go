@@ -111,7 +111,7 @@ func newEnv(t *testing.T, objs []client.Object, options ...envOption) *env {
 		cached = hideExecutions{e.c}
 	}
 	e.rr = &requestReconciler{client: cached, api: e.c, events: e.events, opts: e.opts, metrics: m}
-	e.timeout = &timeoutReconciler{client: e.c, events: e.events, opts: e.opts, metrics: m}
+	e.timeout = &timeoutReconciler{client: e.c, api: e.c, events: e.events, opts: e.opts, metrics: m}
 	return e
 }
 

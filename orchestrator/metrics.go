@@ -17,7 +17,7 @@ const (
 	outcomeContended outcome = "contended"   // the target's lock was held; requeued
 	outcomeFenced    outcome = "fenced"      // the create found the name taken by another request's execution
 	outcomeFinished  outcome = "finished"    // moved the request to a terminal phase
-	outcomeCancelled outcome = "cancelled"   // handled the deletion of the request
+	outcomeCancelled outcome = "cancelled"   // handled the deletion of the request; (timeout controller) cancelled an orphan
 	outcomeUnchanged outcome = "unchanged"   // nothing to do
 	outcomeConflict  outcome = "conflict"    // an optimistic write lost a race; requeued
 	outcomeError     outcome = "error"       // an API error; retried with the controller's backoff

@@ -49,7 +49,8 @@ type Options struct {
 	DefaultTimeout time.Duration
 
 	// Retention is the age after which terminal requests and executions
-	// are deleted; the latest execution of each target is always kept.
+	// are deleted; the latest execution of each target and the latest
+	// request of each fingerprint are always kept.
 	// It must exceed the longest pause a replica may suffer between its
 	// lock check and its create (see the package documentation).
 	// Default 24h; a negative value disables retention.

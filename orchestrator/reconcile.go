@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -206,6 +207,60 @@ func (r *requestReconciler) dropFinalizer(ctx context.Context, rr *v1alpha1.Reme
 	return done(outcomeFinished)
 }
 
+// addFinalizer adds FinalizerCancelExecution to rr with a JSON patch that
+// is conditional on rr's UID and finalizers as read, not on its
+// resourceVersion. During a storm the gateway updates the request's
+// occurrence count many times a second; a patch carrying the
+// resourceVersion would lose most races to those updates, and each loss
+// delays the first execution by a requeue. What the resourceVersion
+// protected is kept: the UID test refuses a request deleted and re-created
+// under the same name; the finalizers test refuses a concurrent change of
+// the finalizers, so that no other writer's finalizer is lost and ours is
+// never added twice; and the API server refuses a new finalizer on an
+// object whose deletion has started (Invalid), so a request being deleted
+// since the read does not get it either (the integration tests check this
+// on the real API server). A failed test is Invalid too. On success rr is
+// what the server returned.
+func (r *requestReconciler) addFinalizer(ctx context.Context, rr *v1alpha1.RemediationRequest) error {
+	p, err := finalizerPatch(rr, v1alpha1.FinalizerCancelExecution)
+	if err == nil {
+		err = r.client.Patch(ctx, rr, p)
+	}
+	if err != nil {
+		return fmt.Errorf("add finalizer to request %s: %w", rr.Name, err)
+	}
+	return nil
+}
+
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// finalizerPatch is the JSON patch that appends finalizer to obj's
+// finalizers, provided obj still has its UID and exactly its finalizers.
+func finalizerPatch(obj client.Object, finalizer string) (client.Patch, error) {
+	ops := []jsonPatchOp{{Op: "test", Path: "/metadata/uid", Value: obj.GetUID()}}
+	if fs := obj.GetFinalizers(); len(fs) == 0 {
+		// The API server never stores an empty list: the field is
+		// absent, which a test against null matches.
+		ops = append(ops,
+			jsonPatchOp{Op: "test", Path: "/metadata/finalizers", Value: nil},
+			jsonPatchOp{Op: "add", Path: "/metadata/finalizers", Value: []string{finalizer}})
+	} else {
+		ops = append(ops,
+			jsonPatchOp{Op: "test", Path: "/metadata/finalizers", Value: fs},
+			jsonPatchOp{Op: "add", Path: "/metadata/finalizers/-", Value: finalizer})
+	}
+	data, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encode finalizer patch: %w", err)
+	}
+	return client.RawPatch(types.JSONPatchType, data), nil
+}
+
 // start handles a Pending or Blocked request: under the target's lock, it
 // either starts the next execution of the target or records why the
 // request waits.
@@ -352,14 +407,13 @@ func (r *requestReconciler) startLocked(ctx context.Context, lk *lease.Lock, cac
 
 	head := v.head() // not nil: self qualifies
 	// The finalizer goes on before the execution exists, so that the
-	// request's deletion always passes through finalize. Added under the
-	// lock, to the fresh copy, with its resourceVersion: a request being
-	// deleted meanwhile refuses it (Conflict, or Invalid once deleting).
+	// request's deletion always passes through finalize. It is added under
+	// the lock, conditioned on the UID and finalizers of the fresh copy but
+	// not on its resourceVersion (see addFinalizer): a request deleted
+	// meanwhile refuses it (NotFound, or Invalid once deleting).
 	if !controllerutil.ContainsFinalizer(head, v1alpha1.FinalizerCancelExecution) {
-		base := head.DeepCopy()
-		controllerutil.AddFinalizer(head, v1alpha1.FinalizerCancelExecution)
-		if err := r.client.Patch(ctx, head, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			return r.settle(ctx, fmt.Errorf("add finalizer to request %s: %w", head.Name, err))
+		if err := r.addFinalizer(ctx, head); err != nil {
+			return r.settle(ctx, err)
 		}
 	}
 
@@ -381,7 +435,10 @@ func (r *requestReconciler) startLocked(ctx context.Context, lk *lease.Lock, cac
 	err = r.client.Create(ctx, w)
 	switch {
 	case err == nil:
-		log.Info("started execution", "execution", w.Name, "request", head.Name, "sequence", w.Spec.Sequence, "token", w.Spec.FencingToken)
+		// The logger carries the reconciled request (self) under
+		// controller-runtime's keys; the execution may be head's.
+		log.Info("started execution", "execution", w.Name, "startedFor", head.Name, "reconciled", self.Name,
+			"sequence", w.Spec.Sequence, "token", w.Spec.FencingToken)
 		r.events.Eventf(head, w, corev1.EventTypeNormal, ReasonStarted, "Start",
 			"started WorkflowExecution %s (sequence %d, fencing token %s) on %s, by %s",
 			w.Name, w.Spec.Sequence, w.Spec.FencingToken, head.Spec.Target, r.opts.Identity)
@@ -409,14 +466,26 @@ func (r *requestReconciler) fenced(ctx context.Context, self, head *v1alpha1.Rem
 	if err := r.api.Get(ctx, types.NamespacedName{Namespace: self.Namespace, Name: name}, &existing); err != nil {
 		return failed(fmt.Errorf("get execution %s after AlreadyExists: %w", name, err))
 	}
-	if existing.Spec.RemediationRequestRef.UID == string(head.UID) {
-		// Our own earlier create, whose response was lost: success.
-		if head.UID == self.UID {
-			return r.adopt(ctx, self, &existing)
+	switch existing.Spec.RemediationRequestRef.UID {
+	case string(self.UID):
+		// self's own execution, whoever created it: our earlier create
+		// whose response was lost (head is self), or, when the execution
+		// was planned for an earlier head, one that another replica
+		// started for self since our read (typically, head was deleted
+		// meanwhile).
+		// Either way self runs; waiting on it would block self on itself.
+		rs := r.adopt(ctx, self, &existing)
+		if rs.err == nil && head.UID != self.UID {
+			rs.out = outcomeFenced
 		}
+		return rs
+	case string(head.UID):
+		// Our own earlier create for head, whose response was lost:
+		// success, and self waits for it.
 		return r.block(ctx, self, &existing)
 	}
 	log.Info("execution name already taken by another request; not starting", "execution", name,
+		"plannedFor", head.Name, "reconciled", self.Name,
 		"takenBy", existing.Spec.RemediationRequestRef.Name, "takenWithToken", existing.Spec.FencingToken)
 	if existing.IsTerminal() {
 		return result{res: reconcile.Result{RequeueAfter: r.opts.requeueDelay()}, out: outcomeFenced}
@@ -512,11 +581,21 @@ func (r *requestReconciler) orphaned(ctx context.Context, v *targetView, a *v1al
 
 // cancel ends an active execution as Cancelled.
 func (r *requestReconciler) cancel(ctx context.Context, w *v1alpha1.WorkflowExecution, reason, why string) error {
-	msg := fmt.Sprintf("cancelled by orchestrator replica %s: %s", r.opts.Identity, why)
-	if err := writeExecutionStatus(ctx, r.client, w, v1alpha1.WorkflowCancelled, reason, msg, metav1.NewTime(r.opts.now())); err != nil {
+	return cancelExecution(ctx, r.client, r.opts, w, reason, why)
+}
+
+// cancelExecution ends active execution w as Cancelled with reason, by an
+// optimistic write (see writeExecutionStatus): an executor that finished w
+// meanwhile wins, and the caller gets a Conflict.
+func cancelExecution(ctx context.Context, c client.Client, opts Options, w *v1alpha1.WorkflowExecution, reason, why string) error {
+	msg := fmt.Sprintf("cancelled by orchestrator replica %s: %s", opts.Identity, why)
+	if err := writeExecutionStatus(ctx, c, w, v1alpha1.WorkflowCancelled, reason, msg, metav1.NewTime(opts.now())); err != nil {
 		return err
 	}
-	logr.FromContextOrDiscard(ctx).Info("cancelled execution", "execution", w.Name, "reason", reason)
+	// The logger may carry another request (the reconciled one) under
+	// controller-runtime's keys: name the execution's own explicitly.
+	logr.FromContextOrDiscard(ctx).Info("cancelled execution", "execution", w.Name,
+		"executionOf", w.Spec.RemediationRequestRef.Name, "reason", reason)
 	return nil
 }
 

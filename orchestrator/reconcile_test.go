@@ -2,11 +2,16 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -584,5 +589,189 @@ func TestBlockedByNeverMovesBack(t *testing.T) {
 	}
 	if got := e.getRR("rr-b").Status.BlockedBy; got != ExecutionName(worker1, 3) {
 		t.Fatalf("blockedBy moved back to %s", got)
+	}
+}
+
+// Reconciling B plans generation 1 for the earlier A. While this replica is
+// paused before its create, A is deleted and another replica starts
+// generation 1 for B itself (while reconciling some third request, so B's
+// status is untouched). The create gets AlreadyExists on B's own execution:
+// B must become Executing with it, not Blocked by it.
+func TestFencedOnOwnExecutionAdopts(t *testing.T) {
+	a := request("rr-a", worker1, 0)
+	b := request("rr-b", worker1, time.Second)
+	var e *env
+	e = newEnv(t, []client.Object{a, b}, withOptions(func(o *Options) {
+		o.BeforeCreate = func(ctx context.Context) {
+			var cur v1alpha1.RemediationRequest
+			if err := e.raw.Get(ctx, client.ObjectKeyFromObject(a), &cur); err != nil {
+				t.Error(err)
+				return
+			}
+			// A's deletion, finalized elsewhere (no execution yet).
+			cur.Finalizers = nil
+			if err := e.raw.Update(ctx, &cur); err != nil {
+				t.Error(err)
+			}
+			if err := e.raw.Delete(ctx, &cur); err != nil {
+				t.Error(err)
+			}
+			if err := e.raw.Create(ctx, execution(b, 1, v1alpha1.WorkflowRunning)); err != nil {
+				t.Error(err)
+			}
+		}
+	}))
+
+	e.reconcile("rr-b")
+
+	name := ExecutionName(worker1, 1)
+	e.assertExecuting("rr-b", name)
+	if ref := e.getRR("rr-b").Status.WorkflowExecutionRef; ref.UID != "uid-"+name {
+		t.Fatalf("reference %+v, want the existing execution's UID", ref)
+	}
+	ws := e.executions()
+	if len(ws) != 1 || ws[0].Spec.RemediationRequestRef.Name != "rr-b" {
+		t.Fatalf("executions %+v, want only rr-b's", ws)
+	}
+	if evs := e.drainEvents(); hasEvent(evs, corev1.EventTypeNormal, "Blocked") {
+		t.Fatalf("events %q: rr-b was reported Blocked on its own execution", evs)
+	}
+	if n := testutil.ToFloat64(e.rr.metrics.blocks.WithLabelValues(v1alpha1.BlockReasonResourceBusy)); n != 0 {
+		t.Fatalf("blocks_total = %v, want 0", n)
+	}
+	if n := e.outcomes("request", outcomeFenced); n != 1 {
+		t.Fatalf("fenced outcomes = %v, want 1", n)
+	}
+}
+
+// When the reconciled request is not the earliest, the execution started is
+// the earliest's, and the log line says so with keys that cannot be read as
+// the reconciled request (which controller-runtime's logger carries as
+// "name").
+func TestStartedLogNamesBothRequests(t *testing.T) {
+	early := request("rr-z-early", worker1, 0)
+	late := request("rr-a-late", worker1, time.Second)
+	e := newEnv(t, []client.Object{early, late})
+	var lines []string
+	log := funcr.NewJSON(func(obj string) { lines = append(lines, obj) }, funcr.Options{})
+	// What controller-runtime's builder puts in the reconcile logger.
+	log = log.WithValues("namespace", testNS, "name", "rr-a-late")
+	ctx := logr.NewContext(context.Background(), log)
+	if _, err := e.rr.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: "rr-a-late"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.assertBlockedBy("rr-a-late", ExecutionName(worker1, 1))
+
+	var started []map[string]any
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == "started execution" {
+			started = append(started, m)
+		}
+	}
+	if len(started) != 1 {
+		t.Fatalf("%d 'started execution' lines in %q, want 1", len(started), lines)
+	}
+	m := started[0]
+	if m["startedFor"] != "rr-z-early" || m["reconciled"] != "rr-a-late" || m["execution"] != ExecutionName(worker1, 1) {
+		t.Fatalf("started execution logged as %v, want startedFor rr-z-early, reconciled rr-a-late", m)
+	}
+	if _, ok := m["request"]; ok {
+		t.Fatalf("ambiguous key \"request\" in %v", m)
+	}
+}
+
+// The finalizer is added without the resourceVersion: a count update by
+// the gateway between the uncached read and the patch does not make the
+// start lose a round.
+func TestFinalizerIgnoresConcurrentStatusUpdate(t *testing.T) {
+	rr := request("rr-a", worker1, 0)
+	rr.Status.Deduplication = &v1alpha1.DeduplicationStatus{OccurrenceCount: 1, FirstSeenAt: rr.Spec.ReceivedAt, LastSeenAt: rr.Spec.ReceivedAt}
+	bumped := false
+	e := newEnv(t, []client.Object{rr}, withInterceptor(func(e *env, fs *interceptor.Funcs) {
+		fs.Patch = func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*v1alpha1.RemediationRequest); ok && !bumped {
+				bumped = true
+				var cur v1alpha1.RemediationRequest
+				if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &cur); err != nil {
+					return err
+				}
+				cur.Status.Deduplication.OccurrenceCount++
+				if err := c.Status().Update(ctx, &cur); err != nil {
+					return err
+				}
+			}
+			return c.Patch(ctx, obj, p, opts...)
+		}
+	}))
+
+	e.reconcile("rr-a")
+
+	if !bumped {
+		t.Fatal("the test's concurrent update did not run")
+	}
+	e.assertExecuting("rr-a", ExecutionName(worker1, 1))
+	got := e.getRR("rr-a")
+	if !contains(got.Finalizers, v1alpha1.FinalizerCancelExecution) || got.Status.Deduplication.OccurrenceCount != 2 {
+		t.Fatalf("finalizers %v, count %d: want the finalizer and the gateway's count 2", got.Finalizers, got.Status.Deduplication.OccurrenceCount)
+	}
+	if n := e.outcomes("request", outcomeConflict); n != 0 {
+		t.Fatalf("%v conflict outcomes, want 0", n)
+	}
+}
+
+// The finalizer patch is conditional on the request's UID and finalizers:
+// it appends to the list it read, and refuses a request re-created under
+// the same name or one whose finalizers changed since the read.
+func TestFinalizerPatch(t *testing.T) {
+	const other = "example.com/other"
+	for _, tc := range []struct {
+		name   string
+		read   []string // finalizers of the copy the patch is built from
+		stored []string // finalizers on the server
+		uid    types.UID
+		want   []string // nil: the patch is refused
+	}{
+		{"none", nil, nil, "", []string{v1alpha1.FinalizerCancelExecution}},
+		{"appends", []string{other}, []string{other}, "", []string{other, v1alpha1.FinalizerCancelExecution}},
+		{"re-created", nil, nil, "uid-someone-else", nil},
+		{"finalizer added since the read", nil, []string{other}, "", nil},
+		{"finalizer removed since the read", []string{other}, nil, "", nil},
+		{"ours added since the read", nil, []string{v1alpha1.FinalizerCancelExecution}, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stored := request("rr-a", worker1, 0)
+			stored.Finalizers = tc.stored
+			e := newEnv(t, []client.Object{stored})
+			read := request("rr-a", worker1, 0)
+			read.Finalizers = tc.read
+			if tc.uid != "" {
+				read.UID = tc.uid
+			}
+			p, err := finalizerPatch(read, v1alpha1.FinalizerCancelExecution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = e.c.Patch(context.Background(), read, p)
+			got := e.getRR("rr-a").Finalizers
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("patch accepted; finalizers now %v", got)
+				}
+				if !slices.Equal(got, tc.stored) {
+					t.Fatalf("finalizers %v after a refused patch, want %v", got, tc.stored)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("finalizers %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

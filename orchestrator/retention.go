@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,10 +17,19 @@ import (
 )
 
 // retention deletes terminal requests and executions older than
-// Options.Retention, except the latest execution of each target: that one
-// carries the generation the next execution's name derives from, and
-// deleting it would let a paused replica's create succeed under a name that
-// was already used.
+// Options.Retention, except the latest execution of each target and the
+// latest request of each fingerprint. Each of those carries the generation
+// the next name derives from: the orchestrator names a target's next
+// execution after its highest sequence, the gateway a fingerprint's next
+// request after its highest generation label. Deleting the latest would let
+// that maximum go backwards, and two writers that read before and after the
+// delete would then pick different names and both succeed: two executions
+// active on one target, or two open requests for one incident.
+//
+// The latest is computed per kind from one paged list: its pages are served
+// from one snapshot, and anything created after it has a higher number, so
+// deleting what is below the maximum of the snapshot never lowers the
+// maximum.
 //
 // Every replica may run it: each delete carries UID and resourceVersion
 // preconditions, so a pass working from an old list deletes nothing that
@@ -100,9 +110,19 @@ func (r *retention) sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return deleted, errors.Join(append(errs, err)...)
 	}
+	top := map[string]int64{} // by spec.fingerprint, as the gateway compares
+	for i := range rrs {
+		fp := rrs[i].Spec.Fingerprint
+		top[fp] = max(top[fp], requestGeneration(&rrs[i]))
+	}
 	for i := range rrs {
 		rr := &rrs[i]
 		if !rr.IsTerminal() || !rr.DeletionTimestamp.IsZero() {
+			continue
+		}
+		// A request without a generation (made by hand) counts as 0 for
+		// the gateway, so it never decides a name and may go.
+		if g := requestGeneration(rr); g > 0 && g >= top[rr.Spec.Fingerprint] {
 			continue
 		}
 		at := rr.CreationTimestamp.Time
@@ -122,6 +142,16 @@ func (r *retention) sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// requestGeneration reads a request's generation label the way the gateway
+// does: missing, malformed or negative counts as 0.
+func requestGeneration(rr *v1alpha1.RemediationRequest) int64 {
+	n, err := strconv.ParseInt(rr.Labels[v1alpha1.LabelGeneration], 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // delete removes obj if it is still the version that was listed.

@@ -2,9 +2,12 @@ package orchestrator
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -75,6 +78,82 @@ func TestRetentionKeepsTheLatestExecution(t *testing.T) {
 	}
 }
 
+// Retention never deletes a fingerprint's latest request, however old and
+// terminal: the gateway names the next request after the highest generation
+// it lists, so deleting the latest would let the generation go backwards,
+// and two gateway replicas that listed before and after the delete would
+// create two requests for one incident. Older generations go as usual.
+func TestRetentionKeepsTheLatestRequestGeneration(t *testing.T) {
+	longAgo := metav1.NewTime(t0.Add(-48 * time.Hour))
+	fpA, fpB := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	gen := func(name, fp string, g int, phase v1alpha1.RemediationPhase) *v1alpha1.RemediationRequest {
+		rr := request(name, worker1, -72*time.Hour)
+		rr.Spec.Fingerprint = fp
+		rr.Labels[v1alpha1.LabelFingerprint] = v1alpha1.FingerprintLabelValue(fp)
+		rr.Labels[v1alpha1.LabelGeneration] = strconv.Itoa(g)
+		rr.Status.Phase = phase
+		if rr.IsTerminal() {
+			rr.Status.Conditions = []metav1.Condition{{Type: ConditionFinished, Status: metav1.ConditionTrue, Reason: string(phase), LastTransitionTime: longAgo}}
+		}
+		return rr
+	}
+	objs := []client.Object{
+		gen("rr-a-1", fpA, 1, v1alpha1.PhaseCompleted), // deleted
+		gen("rr-a-2", fpA, 2, v1alpha1.PhaseFailed),    // deleted
+		gen("rr-a-3", fpA, 3, v1alpha1.PhaseCompleted), // kept: latest of fpA
+		gen("rr-b-1", fpB, 1, v1alpha1.PhaseCompleted), // deleted
+		gen("rr-b-2", fpB, 2, v1alpha1.PhaseExecuting), // kept: not terminal, and latest
+	}
+	e := newEnv(t, objs, withOptions(func(o *Options) { o.Retention = 24 * time.Hour }))
+
+	// nextGeneration is the gateway's rule: the highest generation label of
+	// the fingerprint's requests, plus one.
+	nextGeneration := func(fp string) int64 {
+		var l v1alpha1.RemediationRequestList
+		if err := e.c.List(context.Background(), &l, client.InNamespace(testNS),
+			client.MatchingLabels{v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp)}); err != nil {
+			t.Fatal(err)
+		}
+		var top int64
+		for i := range l.Items {
+			if l.Items[i].Spec.Fingerprint == fp {
+				top = max(top, requestGeneration(&l.Items[i]))
+			}
+		}
+		return top + 1
+	}
+	beforeA, beforeB := nextGeneration(fpA), nextGeneration(fpB)
+
+	ret := &retention{api: e.c, client: e.c, opts: e.opts, metrics: e.rr.metrics}
+	n, err := ret.sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("deleted %d, want 3 (rr-a-1, rr-a-2, rr-b-1)", n)
+	}
+	for name, want := range map[string]bool{"rr-a-1": false, "rr-a-2": false, "rr-a-3": true, "rr-b-1": false, "rr-b-2": true} {
+		err := e.c.Get(context.Background(), types.NamespacedName{Namespace: testNS, Name: name}, &v1alpha1.RemediationRequest{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if got := err == nil; got != want {
+			t.Errorf("request %s exists = %v, want %v", name, got, want)
+		}
+	}
+	if a, b := nextGeneration(fpA), nextGeneration(fpB); a != beforeA || b != beforeB {
+		t.Fatalf("next generations after retention: %d, %d; before: %d, %d", a, b, beforeA, beforeB)
+	}
+	if got := testutil.ToFloat64(e.rr.metrics.retentionDeleted.WithLabelValues("RemediationRequest")); got != 3 {
+		t.Fatalf("retention_deleted_total{kind=RemediationRequest} = %v, want 3", got)
+	}
+
+	// A second pass, once everything is old, still keeps the latest.
+	if n, err := ret.sweep(context.Background()); err != nil || n != 0 {
+		t.Fatalf("second pass: deleted %d, %v; want 0", n, err)
+	}
+}
+
 // The retention runnable sweeps at once and then every interval on the
 // injected clock, until its context ends.
 func TestRetentionRunsOnInterval(t *testing.T) {
@@ -82,8 +161,14 @@ func TestRetentionRunsOnInterval(t *testing.T) {
 	lists := make(chan struct{}, 10)
 	ret := &retention{api: countingReader{Reader: e.c, lists: lists}, client: e.c, opts: e.opts, metrics: e.rr.metrics}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ret.Start(ctx) }()
+	var startErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		startErr = ret.Start(ctx)
+	}()
+	// Also on a failure below, so that no goroutine outlives the test.
+	t.Cleanup(func() { cancel(); <-done })
 
 	waitLists := func(n int) {
 		t.Helper()
@@ -96,7 +181,12 @@ func TestRetentionRunsOnInterval(t *testing.T) {
 		}
 	}
 	waitLists(2) // executions and requests, at start
-	for !e.clock.HasWaiters() {
+	// The pass ends by waiting on the interval's timer; fail, not hang, if
+	// it never does.
+	for deadline := time.Now().Add(10 * time.Second); !e.clock.HasWaiters(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the retention runnable never waited for its interval")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	select {
@@ -107,8 +197,9 @@ func TestRetentionRunsOnInterval(t *testing.T) {
 	e.clock.Step(time.Minute)
 	waitLists(2)
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	<-done
+	if startErr != nil {
+		t.Fatal(startErr)
 	}
 }
 

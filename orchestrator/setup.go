@@ -61,7 +61,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("orchestrator: request controller: %w", err)
 	}
 
-	tr := &timeoutReconciler{client: mgr.GetClient(), events: rec, opts: opts, metrics: m}
+	tr := &timeoutReconciler{client: mgr.GetClient(), api: mgr.GetAPIReader(), events: rec, opts: opts, metrics: m}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named(opts.ControllerName+"-timeout").
 		For(&v1alpha1.WorkflowExecution{}, builder.WithPredicates(inNamespace)).

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -117,5 +118,129 @@ func TestDeadlineDefault(t *testing.T) {
 	w.Spec.Timeout = &metav1.Duration{Duration: time.Second}
 	if got := Deadline(w, time.Hour); !got.Equal(t0.Add(time.Second)) {
 		t.Fatalf("Deadline = %v", got)
+	}
+}
+
+// This replica is paused between its last lock check and its create; its
+// lease expires; the request is deleted and finalized by a replica that
+// now gets the lock (no execution yet, so the finalizer just goes). The
+// paused create then lands: an active execution for a request that no
+// longer exists. Its creation event reaches the timeout controller, which
+// cancels it (RequestGone) long before its deadline, although the target
+// has no other request to notice it.
+func TestOrphanAfterPauseIsCancelled(t *testing.T) {
+	a := request("rr-a", worker1, 0)
+	var e *env
+	fired := false
+	e = newEnv(t, []client.Object{a}, withOptions(func(o *Options) {
+		o.BeforeCreate = func(ctx context.Context) {
+			if fired {
+				return
+			}
+			fired = true
+			if !e.locker.ForceLoss(worker1.LockKey()) {
+				t.Error("no lock to lose")
+			}
+			var cur v1alpha1.RemediationRequest
+			if err := e.raw.Get(ctx, client.ObjectKeyFromObject(a), &cur); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := e.raw.Delete(ctx, &cur); err != nil {
+				t.Error(err)
+			}
+			// Another replica's finalize (same code, lock free now).
+			e.reconcile("rr-a")
+		}
+	}))
+
+	e.reconcile("rr-a")
+
+	if err := e.raw.Get(context.Background(), client.ObjectKeyFromObject(a), &v1alpha1.RemediationRequest{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("request still there: %v", err)
+	}
+	ws := e.executions()
+	if len(ws) != 1 || ws[0].IsTerminal() {
+		t.Fatalf("executions %+v, want the paused replica's active one (the scenario)", ws)
+	}
+	name := ws[0].Name
+
+	if res := e.reconcileTimeout(name); res.RequeueAfter != 0 {
+		t.Fatalf("RequeueAfter = %v after cancelling", res.RequeueAfter)
+	}
+	got := e.getWFE(name)
+	if got.Status.Phase != v1alpha1.WorkflowCancelled || got.Status.Reason != ReasonRequestGone ||
+		got.Status.CompletedAt == nil || !got.Status.CompletedAt.Time.Equal(t0) {
+		t.Fatalf("execution status %+v, want Cancelled/RequestGone at t0", got.Status)
+	}
+	if !hasEvent(e.drainEvents(), corev1.EventTypeNormal, string(v1alpha1.PhaseCancelled)) {
+		t.Fatal("no Cancelled event")
+	}
+	if n := e.outcomes("timeout", outcomeCancelled); n != 1 {
+		t.Fatalf("cancelled outcomes = %v, want 1", n)
+	}
+}
+
+// The timeout controller reads the execution's request from the API
+// server: an active execution whose request is gone, re-created under the
+// same name, or finalized while being deleted is cancelled; one whose
+// request is live is left to its deadline; one whose request is being
+// deleted with the finalizer still on is looked at again shortly (its
+// finalize cancels it, or lets the request go).
+func TestTimeoutControllerCancelsOrphans(t *testing.T) {
+	deleting := func(rr *v1alpha1.RemediationRequest, finalizers ...string) *v1alpha1.RemediationRequest {
+		now := metav1.NewTime(t0)
+		rr.DeletionTimestamp = &now
+		rr.Finalizers = append([]string{"example.com/hold"}, finalizers...)
+		return rr
+	}
+	for _, tc := range []struct {
+		name    string
+		owner   *v1alpha1.RemediationRequest // nil: none
+		cancel  bool
+		requeue bool // after requeueDelay, not at the deadline
+	}{
+		{name: "request gone", owner: nil, cancel: true},
+		{name: "name re-used by another request", owner: func() *v1alpha1.RemediationRequest {
+			rr := request("rr-a", worker1, 0)
+			rr.UID = "uid-rr-a-again"
+			return rr
+		}(), cancel: true},
+		{name: "deleting, finalize done", owner: deleting(request("rr-a", worker1, 0)), cancel: true},
+		{name: "deleting, finalize pending", owner: deleting(request("rr-a", worker1, 0), v1alpha1.FinalizerCancelExecution), requeue: true},
+		{name: "live", owner: withFinalizer(request("rr-a", worker1, 0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := execution(request("rr-a", worker1, 0), 1, v1alpha1.WorkflowRunning)
+			w.Spec.Timeout = &metav1.Duration{Duration: time.Minute}
+			objs := []client.Object{w}
+			if tc.owner != nil {
+				objs = append(objs, tc.owner)
+			}
+			e := newEnv(t, objs)
+
+			res := e.reconcileTimeout(w.Name)
+
+			got := e.getWFE(w.Name)
+			if tc.cancel {
+				if got.Status.Phase != v1alpha1.WorkflowCancelled || got.Status.Reason != ReasonRequestGone {
+					t.Fatalf("execution status %+v, want Cancelled/RequestGone", got.Status)
+				}
+				if res.RequeueAfter != 0 {
+					t.Fatalf("RequeueAfter = %v after cancelling", res.RequeueAfter)
+				}
+				return
+			}
+			if got.Status.Phase != v1alpha1.WorkflowRunning || e.writes.Load() != 0 {
+				t.Fatalf("execution status %+v after %d writes, want it untouched", got.Status, e.writes.Load())
+			}
+			want := time.Minute // the deadline
+			if tc.requeue {
+				want = e.opts.RequeueDelay
+			}
+			if res.RequeueAfter != want {
+				t.Fatalf("RequeueAfter = %v, want %v", res.RequeueAfter, want)
+			}
+		})
 	}
 }

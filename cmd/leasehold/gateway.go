@@ -28,6 +28,7 @@ import (
 	"github.com/leasehold/leasehold/gateway/dedup"
 	"github.com/leasehold/leasehold/gateway/owner"
 	"github.com/leasehold/leasehold/internal/kubeclient"
+	"github.com/leasehold/leasehold/internal/skewclock"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -158,7 +159,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	clk := gateway.NewOffsetClock(clock.RealClock{}, f.testClockOffset)
+	clk := skewclock.New(clock.RealClock{}, f.testClockOffset)
 
 	locker, err := lease.New(clientset.CoordinationV1(), lease.Options{
 		Namespace:        f.namespace,

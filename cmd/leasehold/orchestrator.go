@@ -25,8 +25,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
-	"github.com/leasehold/leasehold/gateway"
 	"github.com/leasehold/leasehold/internal/kubeclient"
+	"github.com/leasehold/leasehold/internal/skewclock"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/orchestrator"
 )
@@ -108,7 +108,7 @@ func runOrchestrator(cmd *cobra.Command, f orchestratorFlags) error {
 		LeaseDuration:    f.leaseDuration,
 		Registerer:       metrics.Registry,
 		MetricsNamespace: "orchestrator",
-		Clock:            gateway.NewOffsetClock(clock.RealClock{}, f.testClockOffset),
+		Clock:            skewclock.New(clock.RealClock{}, f.testClockOffset),
 	})
 	if err != nil {
 		return err
