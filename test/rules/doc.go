@@ -17,8 +17,8 @@
 //     no rule can fan out per pod, key or fingerprint;
 //   - the PrometheusRule carries exactly the groups of the plain rules
 //     file, and is byte for byte what that file generates;
-//   - the kustomize component renders to that PrometheusRule (with kubectl
-//     kustomize, when kubectl is on the PATH; skipped otherwise).
+//   - the kustomize component renders to that PrometheusRule (with the
+//     pinned kustomize that hack/tools.sh builds).
 //
 // After editing the rules, regenerate the PrometheusRule with
 //

@@ -32,7 +32,7 @@ var (
 	namespaceFile  = filepath.Join("..", "..", "deploy", "namespace.yaml")
 )
 
-// toolTimeout bounds each run of promtool or kubectl; they finish in well
+// toolTimeout bounds each run of promtool or kustomize; they finish in well
 // under a second.
 const toolTimeout = 2 * time.Minute
 
@@ -389,10 +389,19 @@ func TestComponentRendersPrometheusRule(t *testing.T) {
 		t.Fatalf("component resources %q, want %q", k.Resources, want)
 	}
 
-	kubectl, err := exec.LookPath("kubectl")
+	// The pinned kustomize, built into the per-user cache on first use, so
+	// the check runs on every machine rather than where kubectl happens to
+	// be installed.
+	toolCtx, toolCancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer toolCancel()
+	var toolErr bytes.Buffer
+	tool := exec.CommandContext(toolCtx, "bash", filepath.Join("..", "..", "hack", "tools.sh"), "kustomize")
+	tool.Stderr = &toolErr
+	path, err := tool.Output()
 	if err != nil {
-		t.Skip("kubectl not on the PATH: the component's rendering is not checked")
+		t.Fatalf("hack/tools.sh kustomize: %v\n%s", err, toolErr.Bytes())
 	}
+	kustomize := strings.TrimSpace(string(path))
 	// A parent that includes nothing but the component, as a deployment
 	// kustomization would.
 	parent := t.TempDir()
@@ -411,14 +420,14 @@ func TestComponentRendersPrometheusRule(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), toolTimeout)
 	defer cancel()
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", parent)
+	cmd := exec.CommandContext(ctx, kustomize, "build", parent)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize: %v\n%s", err, stderr.Bytes())
+		t.Fatalf("kustomize build: %v\n%s", err, stderr.Bytes())
 	}
 	if docs := strings.Split(strings.TrimSpace(string(out)), "\n---\n"); len(docs) != 1 {
-		t.Fatalf("kubectl kustomize rendered %d objects, want the PrometheusRule only:\n%s", len(docs), out)
+		t.Fatalf("kustomize rendered %d objects, want the PrometheusRule only:\n%s", len(docs), out)
 	}
 	checkPrometheusRule(t, "the rendered component", out)
 	var meta object
