@@ -30,10 +30,12 @@
 // attempt may have been counted before its answer was lost, so a count
 // above the signals but within the attempts is a retry artefact, not
 // necessarily a gateway bug; a count below the counted answers is a lost
-// signal. Requests that finished (a terminal phase) during the storm are
-// counted like any other, so a storm slower than the remediation it causes
-// reports "duplicates" that are in fact successive incidents; Incident.Found
-// shows how many were terminal.
+// signal. A request can finish (a terminal phase) during a storm when an
+// orchestrator runs, and the gateway then rightly starts a new one for the
+// signals that follow: requests beyond one per incident are duplicates only
+// if more than one is still in progress at the end, and "successive"
+// otherwise. A snapshot cannot prove that two finished requests never
+// overlapped; `leasehold up` watches every change for that.
 //
 // Request accounting scrapes apiserver_request_total before and after the
 // storm. The difference includes everything else the API server served

@@ -363,6 +363,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  not done: %s\n\n", v.Error)
 		} else {
 			fmt.Fprintf(&b, "RRs expected %d, found %d, duplicates %d, missing %d\n", v.RRsExpected, v.RRsFound, v.Duplicates, v.Missing)
+			if v.Successive > 0 {
+				fmt.Fprintf(&b, "successive RRs %d: an incident's RR finished during the run and a new one took later signals (not duplicates)\n", v.Successive)
+			}
 			fmt.Fprintf(&b, "counts exact: %s; bounds (counted <= count <= attempts) held: %s\n", yesNo(v.CountsExact), yesNo(v.BoundsHeld))
 		}
 	}

@@ -294,10 +294,10 @@ func TestReportJSONShape(t *testing.T) {
 			"retries", "retriesByCause", "runID", "signalNamespace", "signals", "startedAt", "targets", "throughputPerSecond", "verification"}},
 		{"latency", m["latency"], []string{"count", "maxMs", "p50Ms", "p95Ms", "p99Ms"}},
 		{"incident", m["incidents"].([]any)[0], []string{"acknowledged", "attempts", "counted", "fingerprint", "found", "index", "namesAnswered", "otherFingerprints", "sent", "target"}},
-		{"found", m["incidents"].([]any)[0].(map[string]any)["found"], []string{"boundsHeld", "countExact", "names", "occurrenceCount", "rrs", "terminal"}},
+		{"found", m["incidents"].([]any)[0].(map[string]any)["found"], []string{"boundsHeld", "countExact", "duplicates", "names", "occurrenceCount", "rrs", "successive", "terminal"}},
 		{"result", m["results"].([]any)[0], []string{"attempts", "code", "incident", "index", "latencyMs", "outcome", "remediationRequest", "target"}},
 		{"perTarget", m["perTarget"].([]any)[0], []string{"attempts", "final", "url"}},
-		{"verification", m["verification"], []string{"boundsHeld", "countsExact", "duplicates", "missing", "namespace", "rrsExpected", "rrsFound"}},
+		{"verification", m["verification"], []string{"boundsHeld", "countsExact", "duplicates", "missing", "namespace", "rrsExpected", "rrsFound", "successive"}},
 		{"apiRequests", m["apiRequests"], []string{"byResourceVerb", "idleCorrection", "idleSeconds", "perSignal", "runSeconds", "subtracted", "total"}},
 		{"apiRequest row", m["apiRequests"].(map[string]any)["byResourceVerb"].([]any)[0], []string{"idleSubtracted", "perSignal", "raw", "requests", "resource", "verb"}},
 	} {

@@ -95,8 +95,17 @@ type Verification struct {
 	// holds for the run's fingerprints.
 	RRsExpected int `json:"rrsExpected"`
 	RRsFound    int `json:"rrsFound"`
-	// Duplicates is the sum over incidents of max(0, RRs-1).
+	// Duplicates counts RRs of one incident beyond the first that were in
+	// progress together at the end: the sum over incidents of
+	// max(0, non-terminal RRs - 1). With no orchestrator running nothing
+	// turns terminal, and this is every RR beyond one.
 	Duplicates int `json:"duplicates"`
+	// Successive counts the other RRs beyond one per incident: with an
+	// orchestrator running, an incident's RR can finish during the storm,
+	// and the gateway rightly starts a new one for later signals. A
+	// snapshot cannot tell whether two finished RRs overlapped in time;
+	// `leasehold up` watches every change to prove that.
+	Successive int `json:"successive"`
 	// Missing is the number of incidents without any RR.
 	Missing int `json:"missing"`
 	// CountsExact: every incident's occurrence count equals its signals.
@@ -117,6 +126,9 @@ type IncidentRRs struct {
 	// or Cancelled.
 	RRs      int `json:"rrs"`
 	Terminal int `json:"terminal"`
+	// Duplicates and Successive split RRs-1 as in Verification.
+	Duplicates int `json:"duplicates"`
+	Successive int `json:"successive"`
 	// Names of those RemediationRequests, sorted.
 	Names []string `json:"names"`
 	// OccurrenceCount is the sum of their effective occurrence counts.
@@ -154,12 +166,15 @@ func verify(namespace string, incidents []Incident, rrs []v1alpha1.RemediationRe
 			found.OccurrenceCount += rr.EffectiveDeduplication().OccurrenceCount
 		}
 		slices.Sort(found.Names)
+		found.Duplicates = max(0, found.RRs-found.Terminal-1)
+		found.Successive = max(0, found.RRs-1) - found.Duplicates
 		found.CountExact = found.OccurrenceCount == int64(inc.Sent)
 		found.BoundsHeld = int64(inc.Counted) <= found.OccurrenceCount && found.OccurrenceCount <= int64(inc.Attempts)
 		inc.Found = found
 
 		v.RRsFound += found.RRs
-		v.Duplicates += max(0, found.RRs-1)
+		v.Duplicates += found.Duplicates
+		v.Successive += found.Successive
 		if found.RRs == 0 {
 			v.Missing++
 		}

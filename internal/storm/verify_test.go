@@ -145,7 +145,7 @@ func TestVerify(t *testing.T) {
 	impostor := fp(0)[:40] + strings.Repeat("f", 24)
 	rrs := []v1alpha1.RemediationRequest{
 		rrFor("a", fp(0), 5, ""),
-		rrFor("b2", fp(1), 3, v1alpha1.PhaseCompleted),
+		rrFor("b2", fp(1), 3, ""),
 		rrFor("b1", fp(1), 2, ""),
 		rrFor("c", fp(2), 6, ""), // 4 counted <= 6 <= 6 attempts: bounds hold, not exact
 		rrFor("x", impostor, 99, ""),
@@ -159,7 +159,7 @@ func TestVerify(t *testing.T) {
 	}
 	wantFound := []IncidentRRs{
 		{RRs: 1, Names: []string{"a"}, OccurrenceCount: 5, CountExact: true, BoundsHeld: true},
-		{RRs: 2, Terminal: 1, Names: []string{"b1", "b2"}, OccurrenceCount: 5, CountExact: true, BoundsHeld: true},
+		{RRs: 2, Duplicates: 1, Names: []string{"b1", "b2"}, OccurrenceCount: 5, CountExact: true, BoundsHeld: true},
 		{RRs: 1, Names: []string{"c"}, OccurrenceCount: 6, CountExact: false, BoundsHeld: true},
 		{RRs: 0, Names: []string{}, OccurrenceCount: 0, CountExact: false, BoundsHeld: false},
 		{RRs: 1, Names: []string{"e"}, OccurrenceCount: 1, CountExact: true, BoundsHeld: true},
@@ -321,5 +321,31 @@ func TestRunWithKubeWithoutMetricsAccess(t *testing.T) {
 	}
 	if err := rep.Check(true); !errors.Is(err, ErrNotVerified) {
 		t.Errorf("Check = %v, want ErrNotVerified", err)
+	}
+}
+
+// An RR that finished during the run and the one that followed it are
+// successive; two in progress together are duplicates.
+func TestVerifySuccessiveRequests(t *testing.T) {
+	fp := fmt.Sprintf("%064x", 7)
+	inc := []Incident{{Fingerprint: fp, Sent: 6, Attempts: 6, Counted: 6}}
+	for _, tc := range []struct {
+		name            string
+		phases          []v1alpha1.RemediationPhase
+		dup, successive int
+	}{
+		{"one finished, one open", []v1alpha1.RemediationPhase{v1alpha1.PhaseCompleted, ""}, 0, 1},
+		{"two finished, one open", []v1alpha1.RemediationPhase{v1alpha1.PhaseCompleted, v1alpha1.PhaseFailed, v1alpha1.PhaseExecuting}, 0, 2},
+		{"two open, one finished", []v1alpha1.RemediationPhase{v1alpha1.PhaseCompleted, v1alpha1.PhaseBlocked, ""}, 1, 1},
+		{"three open", []v1alpha1.RemediationPhase{"", "", v1alpha1.PhaseExecuting}, 2, 0},
+	} {
+		var rrs []v1alpha1.RemediationRequest
+		for i, ph := range tc.phases {
+			rrs = append(rrs, rrFor(fmt.Sprintf("rr-%d", i), fp, 2, ph))
+		}
+		v := verify("ns", slices.Clone(inc), rrs)
+		if v.Duplicates != tc.dup || v.Successive != tc.successive {
+			t.Errorf("%s: duplicates %d successive %d, want %d and %d", tc.name, v.Duplicates, v.Successive, tc.dup, tc.successive)
+		}
 	}
 }
