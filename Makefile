@@ -20,7 +20,7 @@ test: controlplane packages verify
 	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test $(TEST_FLAGS) -p 1 -tags integration $(PKGS)
 
 ## test-unit: the fast tests only; no control plane needed.
-test-unit:
+test-unit: packages
 	$(GO) test -race $(PKGS)
 
 ## test-integration: the integration suites only.
