@@ -27,13 +27,7 @@ func start(t *testing.T, script string) *Process {
 
 func TestStopGracefulAndOutputKept(t *testing.T) {
 	p := start(t, `trap 'echo bye; exit 0' TERM; echo hello; while :; do sleep 0.05; done`)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.Tail(100), "hello") {
-		if time.Now().After(deadline) {
-			t.Fatal("no output")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitOutput(t, p, "hello")
 	if err := p.Stop(5 * time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -46,7 +40,9 @@ func TestStopGracefulAndOutputKept(t *testing.T) {
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {
-	p := start(t, `trap '' TERM; while :; do sleep 0.05; done`)
+	p := start(t, `trap '' TERM; echo trapped; while :; do sleep 0.05; done`)
+	// A TERM that arrives before the trap is set ends the shell at once.
+	waitOutput(t, p, "trapped")
 	err := p.Stop(200 * time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("Stop = %v, want a kill", err)
@@ -84,5 +80,17 @@ func TestPauseResume(t *testing.T) {
 	}
 	if err := p.Signal(syscall.SIGTERM); err == nil {
 		t.Fatal("signalled an exited process")
+	}
+}
+
+// waitOutput waits until the process has written want.
+func waitOutput(t *testing.T, p *Process, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Tail(1000), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output: %q", want, p.Tail(1000))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
