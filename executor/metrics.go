@@ -1,10 +1,11 @@
 package executor
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // metrics are the Simulator's collectors. The only label is a phase, a
@@ -30,32 +31,10 @@ func newMetrics(reg prometheus.Registerer, namespace string) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.transitions, &err)
-	register(reg, &m.conflicts, &err)
+	collector.Register(reg, &m.transitions, &err)
+	collector.Register(reg, &m.conflicts, &err)
 	if err != nil {
 		return nil, fmt.Errorf("executor: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c, or replaces it by the identical collector another
-// Simulator registered first, so several Simulators can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }

@@ -1,10 +1,11 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // Metric names, all prefixed gateway_. Lock and retry metrics come from the
@@ -89,36 +90,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.requests, &err)
-	register(reg, &m.duration, &err)
-	register(reg, &m.signals, &err)
-	register(reg, &m.inFlight, &err)
-	register(reg, &m.authReviews, &err)
-	register(reg, &m.authCache, &err)
+	collector.Register(reg, &m.requests, &err)
+	collector.Register(reg, &m.duration, &err)
+	collector.Register(reg, &m.signals, &err)
+	collector.Register(reg, &m.inFlight, &err)
+	collector.Register(reg, &m.authReviews, &err)
+	collector.Register(reg, &m.authCache, &err)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c, or adopts the identical collector registered
-// first by another Server on the same registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }

@@ -1,10 +1,11 @@
 package lease
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // metrics are the Locker's collectors. Labels are bounded enums (method,
@@ -97,45 +98,23 @@ func newMetrics(reg prometheus.Registerer, namespace string) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.attempts, &err)
-	register(reg, &m.acquisitions, &err)
-	register(reg, &m.contention, &err)
-	register(reg, &m.wakeups, &err)
-	register(reg, &m.apiErrors, &err)
-	register(reg, &m.acquireDuration, &err)
-	register(reg, &m.holdDuration, &err)
-	register(reg, &m.renewals, &err)
-	register(reg, &m.renewalFailures, &err)
-	register(reg, &m.losses, &err)
-	register(reg, &m.takeovers, &err)
-	register(reg, &m.releases, &err)
-	register(reg, &m.handoffs, &err)
-	register(reg, &m.held, &err)
-	register(reg, &m.swept, &err)
+	collector.Register(reg, &m.attempts, &err)
+	collector.Register(reg, &m.acquisitions, &err)
+	collector.Register(reg, &m.contention, &err)
+	collector.Register(reg, &m.wakeups, &err)
+	collector.Register(reg, &m.apiErrors, &err)
+	collector.Register(reg, &m.acquireDuration, &err)
+	collector.Register(reg, &m.holdDuration, &err)
+	collector.Register(reg, &m.renewals, &err)
+	collector.Register(reg, &m.renewalFailures, &err)
+	collector.Register(reg, &m.losses, &err)
+	collector.Register(reg, &m.takeovers, &err)
+	collector.Register(reg, &m.releases, &err)
+	collector.Register(reg, &m.handoffs, &err)
+	collector.Register(reg, &m.held, &err)
+	collector.Register(reg, &m.swept, &err)
 	if err != nil {
 		return nil, fmt.Errorf("lease: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c, or replaces it by the identical collector another
-// Locker registered first, so several Lockers can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }

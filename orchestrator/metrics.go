@@ -1,10 +1,11 @@
 package orchestrator
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // outcome is the bounded label value of orchestrator_reconcile_total: what
@@ -70,36 +71,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.transitions, &err)
-	register(reg, &m.blocks, &err)
-	register(reg, &m.pendingToExecute, &err)
-	register(reg, &m.reconciles, &err)
-	register(reg, &m.retentionDeleted, &err)
-	register(reg, &m.retentionFailures, &err)
+	collector.Register(reg, &m.transitions, &err)
+	collector.Register(reg, &m.blocks, &err)
+	collector.Register(reg, &m.pendingToExecute, &err)
+	collector.Register(reg, &m.reconciles, &err)
+	collector.Register(reg, &m.retentionDeleted, &err)
+	collector.Register(reg, &m.retentionFailures, &err)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c, or replaces it by the identical collector another
-// orchestrator registered first, so several can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }

@@ -1,11 +1,12 @@
 package dedup
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // Attempt results, a bounded label.
@@ -60,11 +61,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.attempts, &err)
-	register(reg, &m.successes, &err)
-	register(reg, &m.exhausted, &err)
-	register(reg, &m.backoff, &err)
-	register(reg, &m.batch, &err)
+	collector.Register(reg, &m.attempts, &err)
+	collector.Register(reg, &m.successes, &err)
+	collector.Register(reg, &m.exhausted, &err)
+	collector.Register(reg, &m.backoff, &err)
+	collector.Register(reg, &m.batch, &err)
 	if err != nil {
 		return nil, fmt.Errorf("dedup: register metrics: %w", err)
 	}
@@ -73,26 +74,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func attemptLabel(attempt int) string {
 	return strconv.Itoa(min(attempt, maxAttemptLabel))
-}
-
-// register registers *c, or adopts the identical collector another Recorder
-// registered first, so several Recorders can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }

@@ -1,10 +1,11 @@
 package owner
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leasehold/leasehold/internal/collector"
 )
 
 // Lookup results, the values of the result label of lookups_total. A lookup
@@ -78,34 +79,12 @@ func newMetrics(reg prometheus.Registerer, namespace string) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	register(reg, &m.lookups, &err)
-	register(reg, &m.resolves, &err)
-	register(reg, &m.fallbacks, &err)
-	register(reg, &m.evictions, &err)
+	collector.Register(reg, &m.lookups, &err)
+	collector.Register(reg, &m.resolves, &err)
+	collector.Register(reg, &m.fallbacks, &err)
+	collector.Register(reg, &m.evictions, &err)
 	if err != nil {
 		return nil, fmt.Errorf("owner: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c, or replaces it by the identical collector another
-// Cache registered first, so several Caches can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-	case errors.As(err, &are):
-		existing, ok := are.ExistingCollector.(C)
-		if !ok {
-			*errp = err
-			return
-		}
-		*c = existing
-	default:
-		*errp = err
-	}
 }
