@@ -31,9 +31,10 @@ test-integration: controlplane packages
 soak: controlplane
 	LEASEHOLD_SOAK=1 LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test -race -count=1 -timeout=3h -tags integration -run TestIntegrationConcurrentLockers -v ./lease/
 
-## bench: lock latency and API calls per operation on the real API server.
+## bench: leasehold against the original design's algorithm and a create-only floor (S1-S5; the lock micro-benchmarks are S5), written to docs/benchmarks.md with its plot; BENCH_FLAGS such as --scenarios S1 --reps 3.
+BENCH_FLAGS ?=
 bench: controlplane
-	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test -tags integration -run '^$$' -bench Integration -benchtime 200x ./lease/
+	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) run ./bench/cmd/bench $(BENCH_FLAGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (CI runs only their seed corpora).
 FUZZTIME ?= 60s
