@@ -50,6 +50,20 @@ type Options struct {
 	StartTimeout time.Duration
 }
 
+const (
+	// watchTerminationGracePeriod bounds how long the API server waits for
+	// the watches it ends on shutdown to finish; they end at once, so this
+	// is only an upper bound.
+	watchTerminationGracePeriod = 5 * time.Second
+	// stopTimeout is how long a stop waits for a process to exit after
+	// SIGTERM before envtest kills it. It is above the API server's own
+	// bound on a graceful stop (its 1m request timeout for requests still
+	// in flight, plus watchTerminationGracePeriod), because envtest's kill
+	// path returns an error without waiting for the process to exit, which
+	// leaves a restart on the same port to fail.
+	stopTimeout = 90 * time.Second
+)
+
 // ControlPlane is a running kube-apiserver and etcd.
 type ControlPlane struct {
 	// Config is an administrator's client configuration (system:masters),
@@ -102,6 +116,23 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		return nil, err
 	}
 
+	api := &envtest.APIServer{
+		Path:    filepath.Join(assets, "kube-apiserver"),
+		CertDir: filepath.Join(cp.dir, "apiserver"),
+		Out:     apiLog,
+		Err:     apiLog,
+	}
+	// On SIGTERM the API server ends its HTTP server gracefully, and that
+	// waits for every open stream, a watch included, for up to its
+	// --request-timeout (1m). Watches last far longer, so a single open
+	// watch made every stop take a full minute, and envtest then killed
+	// the process and reported "timeout waiting for process kube-apiserver
+	// to stop". With a watch termination grace period the server ends its
+	// watches itself as soon as it stops accepting requests (clients see
+	// the watch end and re-establish it, as they do across a real API
+	// server's restart), and the stop no longer waits for them.
+	api.Configure().Set("shutdown-watch-termination-grace-period", watchTerminationGracePeriod.String())
+
 	cp.env = &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
 			Etcd: &envtest.Etcd{
@@ -110,16 +141,11 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 				Out:     etcdLog,
 				Err:     etcdLog,
 			},
-			APIServer: &envtest.APIServer{
-				Path:    filepath.Join(assets, "kube-apiserver"),
-				CertDir: filepath.Join(cp.dir, "apiserver"),
-				Out:     apiLog,
-				Err:     apiLog,
-			},
+			APIServer: api,
 		},
 		CRDs:                     crds,
 		ControlPlaneStartTimeout: opts.StartTimeout,
-		ControlPlaneStopTimeout:  30 * time.Second,
+		ControlPlaneStopTimeout:  stopTimeout,
 	}
 	admin, err := cp.env.Start()
 	if err != nil {
@@ -171,7 +197,9 @@ func (cp *ControlPlane) Kubeconfig() []byte { return cp.env.KubeConfig }
 func (cp *ControlPlane) APIServerURL() string { return cp.Config.Host }
 
 // RestartAPIServer stops the API server and starts it again on the same
-// port with the same certificates; etcd keeps running.
+// port with the same certificates; etcd keeps running. Open watches are
+// ended by the stopping server, so clients see them close and must watch
+// again; requests in flight are allowed to finish.
 func (cp *ControlPlane) RestartAPIServer() error {
 	api := cp.env.ControlPlane.APIServer
 	if err := api.Stop(); err != nil {
@@ -197,7 +225,10 @@ func (cp *ControlPlane) StartEtcd() error {
 }
 
 // RestartEtcd stops etcd and starts it again on the same port with the same
-// data; the API server keeps running and reconnects.
+// data; the API server keeps running and reconnects. Clients' watches stay
+// open across it: the API server's own watch on etcd resumes. The stop takes
+// several seconds, because etcd waits its request timeout (about 7 s) for
+// the API server's watch streams before closing them.
 func (cp *ControlPlane) RestartEtcd() error {
 	if err := cp.StopEtcd(); err != nil {
 		return fmt.Errorf("stop etcd: %w", err)
