@@ -186,7 +186,7 @@ func (d *Dedup) count(ctx context.Context, cur *v1alpha1.RemediationRequest, in 
 // (generateName "rr-<first 12 hex digits of the fingerprint>-"), as the
 // original design named its requests.
 func NewRequest(namespace string, in dedup.Incident) *v1alpha1.RemediationRequest {
-	rr := &v1alpha1.RemediationRequest{
+	return &v1alpha1.RemediationRequest{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:    namespace,
 			GenerateName: "rr-" + in.Fingerprint[:min(12, len(in.Fingerprint))] + "-",
@@ -195,28 +195,6 @@ func NewRequest(namespace string, in dedup.Incident) *v1alpha1.RemediationReques
 				v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(in.Target),
 			},
 		},
-		Spec: v1alpha1.RemediationRequestSpec{
-			Fingerprint:       in.Fingerprint,
-			SignalName:        truncate(in.Signal.Name, 253),
-			Severity:          truncate(in.Signal.Severity, 63),
-			Source:            in.Signal.Source,
-			Target:            in.Target,
-			SignalTarget:      in.SignalTarget,
-			ReceivedAt:        metav1.NewMicroTime(in.ReceivedAt),
-			SignalLabels:      in.Signal.Labels,
-			SignalAnnotations: in.Signal.Annotations,
-		},
+		Spec: dedup.RequestSpec(in),
 	}
-	if !in.Signal.FiringTime.IsZero() {
-		t := metav1.NewTime(in.Signal.FiringTime)
-		rr.Spec.FiringTime = &t
-	}
-	return rr
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

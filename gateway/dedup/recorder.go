@@ -481,26 +481,33 @@ func (r *Recorder) newRequest(in Incident, gen int64, token string) *v1alpha1.Re
 				v1alpha1.LabelGeneration:  strconv.FormatInt(gen, 10),
 			},
 		},
-		Spec: v1alpha1.RemediationRequestSpec{
-			Fingerprint:       in.Fingerprint,
-			SignalName:        truncate(in.Signal.Name, 253),
-			Severity:          truncate(in.Signal.Severity, 63),
-			Source:            in.Signal.Source,
-			Target:            in.Target,
-			SignalTarget:      in.SignalTarget,
-			ReceivedAt:        metav1.NewMicroTime(in.ReceivedAt),
-			SignalLabels:      in.Signal.Labels,
-			SignalAnnotations: in.Signal.Annotations,
-		},
-	}
-	if !in.Signal.FiringTime.IsZero() {
-		t := metav1.NewTime(in.Signal.FiringTime)
-		rr.Spec.FiringTime = &t
+		Spec: RequestSpec(in),
 	}
 	if token != "" {
 		rr.Annotations = map[string]string{v1alpha1.AnnotationFencingToken: token}
 	}
 	return rr
+}
+
+// RequestSpec is the spec of a RemediationRequest for in, as every
+// strategy that records incidents writes it.
+func RequestSpec(in Incident) v1alpha1.RemediationRequestSpec {
+	spec := v1alpha1.RemediationRequestSpec{
+		Fingerprint:       in.Fingerprint,
+		SignalName:        truncate(in.Signal.Name, 253),
+		Severity:          truncate(in.Signal.Severity, 63),
+		Source:            in.Signal.Source,
+		Target:            in.Target,
+		SignalTarget:      in.SignalTarget,
+		ReceivedAt:        metav1.NewMicroTime(in.ReceivedAt),
+		SignalLabels:      in.Signal.Labels,
+		SignalAnnotations: in.Signal.Annotations,
+	}
+	if !in.Signal.FiringTime.IsZero() {
+		t := metav1.NewTime(in.Signal.FiringTime)
+		spec.FiringTime = &t
+	}
+	return spec
 }
 
 func truncate(s string, n int) string {
