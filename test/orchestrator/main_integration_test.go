@@ -3,13 +3,10 @@
 package orchestrator_test
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
-	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,6 +16,7 @@ import (
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/internal/controlplane"
+	osproc "github.com/leasehold/leasehold/internal/proc"
 )
 
 var (
@@ -43,7 +41,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binaryPath = filepath.Join(dir, "leasehold")
-	if err := buildBinary(binaryPath); err != nil {
+	if err := osproc.Build(context.Background(), "../..", "./cmd/leasehold", binaryPath, osproc.RaceEnabled()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -66,25 +64,4 @@ func run(m *testing.M) int {
 		cli, err = client.NewWithWatch(cp.Config, client.Options{Scheme: scheme})
 		return err
 	})
-}
-
-// buildBinary builds the command with the race detector when this test
-// binary has it, so that `go test -race` checks the children too.
-func buildBinary(out string) error {
-	args := []string{"build", "-o", out}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range info.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				args = append(args, "-race")
-			}
-		}
-	}
-	args = append(args, "github.com/leasehold/leasehold/cmd/leasehold")
-	cmd := exec.Command("go", args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return nil
 }
