@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/overlap"
 	"github.com/leasehold/leasehold/internal/storm"
 )
 
@@ -58,18 +59,18 @@ func (s *Stack) Demo(ctx context.Context, w io.Writer) (*Summary, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("stack: no gateway running; call StartServices first")
 	}
-	requests, err := startActiveWatch(ctx, s.cli, s.Namespace, "requests",
-		func() client.ObjectList { return &v1alpha1.RemediationRequestList{} }, classifyRequest)
+	requests, err := overlap.Start(ctx, s.cli, s.Namespace, "requests",
+		func() client.ObjectList { return &v1alpha1.RemediationRequestList{} }, overlap.Requests)
 	if err != nil {
 		return nil, err
 	}
-	defer requests.close()
-	executions, err := startActiveWatch(ctx, s.cli, s.Namespace, "executions",
-		func() client.ObjectList { return &v1alpha1.WorkflowExecutionList{} }, classifyExecution)
+	defer requests.Close()
+	executions, err := overlap.Start(ctx, s.cli, s.Namespace, "executions",
+		func() client.ObjectList { return &v1alpha1.WorkflowExecutionList{} }, overlap.Executions)
 	if err != nil {
 		return nil, err
 	}
-	defer executions.close()
+	defer executions.Close()
 
 	if err := s.waitCRDsSettled(ctx, w); err != nil {
 		return nil, err
@@ -118,20 +119,25 @@ func (s *Stack) Demo(ctx context.Context, w io.Writer) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !s.waitWatch(ctx, requests, objects(rrs)) {
-		requests.gap(fmt.Sprintf("after %v the watch had not seen every request in its listed phase", watchCatchUp))
-	}
-	if !s.waitWatch(ctx, executions, objects(wfes)) {
-		executions.gap(fmt.Sprintf("after %v the watch had not seen every execution in its listed phase", watchCatchUp))
-	}
+	requestsCaughtUp := s.waitWatch(ctx, requests, objects(rrs))
+	executionsCaughtUp := s.waitWatch(ctx, executions, objects(wfes))
 	keys := make([]string, 0, len(targets))
 	for k := range targets {
 		keys = append(keys, k)
 	}
-	return summarize(runs, observation{
-		rrs: rrs, wfes: wfes, requests: requests.result(fps), executions: executions.result(keys),
+	obs := observation{
+		rrs: rrs, wfes: wfes, requests: requests.Result(fps), executions: executions.Result(keys),
 		wait: wait, timedOut: timedOut, exits: s.Exited(),
-	}), nil
+	}
+	// A watch behind the lists has not checked the last states they show:
+	// a gap, like changes the watch lost.
+	if !requestsCaughtUp {
+		obs.requests.Gaps = append(obs.requests.Gaps, fmt.Sprintf("after %v the watch had not seen every request in its listed phase", watchCatchUp))
+	}
+	if !executionsCaughtUp {
+		obs.executions.Gaps = append(obs.executions.Gaps, fmt.Sprintf("after %v the watch had not seen every execution in its listed phase", watchCatchUp))
+	}
+	return summarize(runs, obs), nil
 }
 
 // objects returns pointers to the elements of items as client.Objects.
@@ -306,12 +312,12 @@ func inSelector(key string, values []string) (labels.Selector, error) {
 
 // waitWatch waits, within watchCatchUp, until the watch has seen every
 // listed object in its listed state, and reports whether it has.
-func (s *Stack) waitWatch(ctx context.Context, watch *activeWatch, objs []client.Object) bool {
+func (s *Stack) waitWatch(ctx context.Context, watch *overlap.Watch, objs []client.Object) bool {
 	deadline := s.opts.Clock.NewTimer(watchCatchUp)
 	defer deadline.Stop()
 	tick := s.opts.Clock.NewTicker(pollInterval / 4)
 	defer tick.Stop()
-	for !watch.caughtUp(objs) {
+	for !watch.CaughtUp(objs) {
 		select {
 		case <-ctx.Done():
 			return false

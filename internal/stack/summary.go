@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/overlap"
 	"github.com/leasehold/leasehold/internal/storm"
 )
 
@@ -142,8 +143,8 @@ type observation struct {
 	wfes []v1alpha1.WorkflowExecution
 	// requests is the watch of requests by fingerprint, executions the
 	// watch of executions by target lock key.
-	requests   watchResult
-	executions watchResult
+	requests   overlap.Result
+	executions overlap.Result
 	wait       time.Duration
 	timedOut   bool
 	exits      []Exit

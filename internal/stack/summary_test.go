@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/overlap"
 	"github.com/leasehold/leasehold/internal/storm"
 )
 
@@ -87,8 +88,8 @@ func goodDemo() ([]StormRun, observation) {
 		{Name: "spread", Report: fakeStorm("bbbbbb", 10, 10, 10, 10, 10)},
 	}
 	obs := observation{
-		requests:   watchResult{MaxActive: map[string]int{}},
-		executions: watchResult{MaxActive: map[string]int{}},
+		requests:   overlap.Result{MaxActive: map[string]int{}},
+		executions: overlap.Result{MaxActive: map[string]int{}},
 		wait:       700 * time.Millisecond,
 	}
 	for _, run := range runs {

@@ -1,0 +1,45 @@
+package overlap_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/overlap"
+)
+
+// Watch the executions of a namespace around a test, then check that no
+// target ever had two active at once and that work went on after a fault.
+func ExampleStart() {
+	ctx := context.Background()
+	var cfg *rest.Config // an API server's config, passed through kubeclient.Configure
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	cli, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		panic(err)
+	}
+	w, err := overlap.Start(ctx, cli, "demo", "executions",
+		func() client.ObjectList { return &v1alpha1.WorkflowExecutionList{} }, overlap.Executions)
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+
+	faultAt := time.Now()
+	// ... inject a fault, let the system run, list what it wrote, and wait
+	// until w.CaughtUp(listed) ...
+
+	r := w.Result(nil)
+	if r.MaxActiveAny > 1 || len(r.Gaps) > 0 {
+		fmt.Println(r.Violations, r.Gaps)
+	}
+	fmt.Println(len(w.AddedAfter(faultAt)), "executions started after the fault")
+}
