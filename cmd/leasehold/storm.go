@@ -36,6 +36,10 @@ reports the answers: outcomes by HTTP code, retries, latency percentiles and
 throughput. 503 and 429 answers and connection errors are retried, honouring
 Retry-After.
 
+By default signals go as fast as --concurrency allows. With --rate N the
+storm is paced: signal i is first sent no earlier than i/N seconds after the
+start, so 600 signals at --rate 40 last about 15 s. Retries are not paced.
+
 With --kubeconfig (or --rr-namespace, using the standard kubeconfig loading
 rules) it then lists the RemediationRequests of the run's fingerprints and
 checks there is exactly one per workload with an occurrence count equal to the
@@ -49,7 +53,8 @@ were found, or when counts are not exact (unless --expect-exact=false).
 and are stable.`,
 		Example: `  leasehold storm --target http://127.0.0.1:8080 --signals 100
   leasehold storm --target https://gw-0:8443,https://gw-1:8443 --insecure-skip-tls-verify \
-      --signals 1000 --fingerprints 10 --kubeconfig /tmp/leasehold/kubeconfig --rr-namespace leasehold-system`,
+      --signals 1000 --fingerprints 10 --kubeconfig /tmp/leasehold/kubeconfig --rr-namespace leasehold-system
+  leasehold storm --target http://127.0.0.1:8080 --signals 600 --rate 40`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Config reads a zero count as "default"; on the command line
@@ -115,6 +120,7 @@ and are stable.`,
 	f.StringSliceVar(&cfg.Targets, "target", nil, "gateway base URL; repeat or separate with commas for several, used round-robin (required)")
 	f.IntVar(&cfg.Signals, "signals", storm.DefaultSignals, "total number of signals")
 	f.IntVar(&cfg.Concurrency, "concurrency", 0, "signals in flight at once (default: --signals up to 100)")
+	f.Float64Var(&cfg.Rate, "rate", 0, "signals started per second across all workers; paces first attempts only (retries keep their backoff); 0 sends as fast as --concurrency allows")
 	f.IntVar(&cfg.Fingerprints, "fingerprints", storm.DefaultFingerprints, "distinct workloads (incidents); signal i goes to incident i mod this")
 	f.StringVar(&payload, "payload", string(storm.PayloadAlert), `signal kind: "alert" (Alertmanager webhook) or "event" (Warning Event)`)
 	f.StringVar(&cfg.Cluster, "cluster", storm.DefaultCluster, "cluster name; must equal the gateways' --cluster")

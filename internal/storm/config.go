@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -60,6 +61,16 @@ type Config struct {
 	// Concurrency is the number of signals in flight at once. Default
 	// min(Signals, 100): small storms are sent all at once.
 	Concurrency int
+	// Rate paces the storm, in signals started per second across all
+	// workers: signal i is first sent no earlier than i/Rate seconds after
+	// the start, so 600 signals at 40/s last about 15s. It paces first
+	// attempts only; retries keep their own backoff. Concurrency still
+	// bounds the signals in flight: when the gateways answer more slowly
+	// than the schedule needs, signals whose time has passed start as soon
+	// as a worker is free, so the storm catches up rather than shifting
+	// every later signal. Default 0: no pacing, each signal starts as soon
+	// as a worker is free.
+	Rate float64
 	// Fingerprints is the number of distinct incidents: signal i belongs to
 	// incident i mod Fingerprints. Default 1; at most Signals.
 	Fingerprints int
@@ -179,6 +190,10 @@ func (c Config) resolve() (Config, error) {
 	}
 	if c.Concurrency < 0 {
 		bad("concurrency %d is negative", c.Concurrency)
+	}
+	// NaN fails every comparison, so it is named explicitly.
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		bad("rate %v must be finite and not negative (0: no pacing)", c.Rate)
 	}
 	if c.Fingerprints == 0 {
 		c.Fingerprints = DefaultFingerprints

@@ -21,6 +21,13 @@
 // (the gateway may be restarting). Other answers are final. Each signal's
 // latency runs from its first send to its final answer, waits included.
 //
+// Without Config.Rate signals go as fast as the concurrency allows. With it
+// the storm is paced on Config.Clock: signal i is first sent no earlier than
+// i/Rate seconds after the start, so that a storm has a known length and
+// faults injected meanwhile land in its middle. Only first sends are paced;
+// retries keep their backoff, and a signal's latency does not include the
+// wait for its turn.
+//
 // # What the report can and cannot tell
 //
 // With a kube config, Run lists the RemediationRequests carrying the run's

@@ -28,6 +28,9 @@ type Report struct {
 	Signals      int `json:"signals"`
 	Concurrency  int `json:"concurrency"`
 	Fingerprints int `json:"fingerprints"`
+	// Rate is the resolved config's pacing of first attempts, in signals
+	// per second; 0 (left out of the JSON) means the storm was not paced.
+	Rate float64 `json:"rate,omitempty"`
 
 	// StartedAt is when the first signal was sent.
 	StartedAt time.Time `json:"startedAt"`
@@ -191,6 +194,7 @@ func newReport(c Config, incs []incident) *Report {
 		Signals:         c.Signals,
 		Concurrency:     min(c.Concurrency, c.Signals),
 		Fingerprints:    c.Fingerprints,
+		Rate:            c.Rate,
 		Outcomes:        map[string]int{},
 		RetriesByCause:  map[string]int{},
 		Incidents:       make([]Incident, len(incs)),
@@ -317,8 +321,11 @@ const maxIncidentRows = 20
 // WriteText renders the report as aligned tables for a person.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "storm %s: %d %s signal(s) for %d incident(s), concurrency %d, %d target(s)\n",
-		r.RunID, r.Signals, r.Payload, r.Fingerprints, r.Concurrency, len(r.Targets))
+	fmt.Fprintf(&b, "storm %s: %d %s signal(s) for %d incident(s), concurrency %d", r.RunID, r.Signals, r.Payload, r.Fingerprints, r.Concurrency)
+	if r.Rate > 0 {
+		fmt.Fprintf(&b, ", rate %g/s", r.Rate)
+	}
+	fmt.Fprintf(&b, ", %d target(s)\n", len(r.Targets))
 	fmt.Fprintf(&b, "duration %.3fs, throughput %.1f signals/s\n\n", r.DurationSeconds, r.Throughput)
 
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)

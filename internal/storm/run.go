@@ -52,9 +52,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	log.V(1).Info("storm starting", "signals", c.Signals, "fingerprints", c.Fingerprints, "targets", len(c.Targets))
+	log.V(1).Info("storm starting", "signals", c.Signals, "rate", c.Rate, "fingerprints", c.Fingerprints, "targets", len(c.Targets))
 	rep.StartedAt = c.Clock.Now()
-	results := storm(ctx, c, s, incs, newProgress(c.Progress, c.Clock, c.Signals))
+	pace := pacer{clock: c.Clock, start: rep.StartedAt, rate: c.Rate}
+	results := storm(ctx, c, s, incs, pace, newProgress(c.Progress, c.Clock, c.Signals))
 	run := c.Clock.Since(rep.StartedAt)
 	rep.addResults(results, run)
 	if err := ctx.Err(); err != nil {
@@ -74,10 +75,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // storm sends every signal and returns their results in index order. Each
-// worker takes the next signal as soon as it has finished the previous one,
-// so at most Concurrency signals are in flight. Every signal gets a result,
-// also after ctx ends (then without being sent).
-func storm(ctx context.Context, c Config, s *sender, incs []incident, prog *progress) []SignalResult {
+// worker takes the next signal as soon as it has finished the previous one
+// and pace lets it go, so at most Concurrency signals are in flight and
+// none starts before its time. Only the hand-over to a worker is paced: a
+// worker's retries of its signal are not. Every signal gets a result, also
+// after ctx ends (then without being sent: pace no longer waits and send
+// makes no attempt on an ended ctx).
+func storm(ctx context.Context, c Config, s *sender, incs []incident, pace pacer, prog *progress) []SignalResult {
 	results := make([]SignalResult, c.Signals)
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -90,6 +94,7 @@ func storm(ctx context.Context, c Config, s *sender, incs []incident, prog *prog
 		})
 	}
 	for i := range c.Signals {
+		pace.wait(ctx, i)
 		next <- i
 	}
 	close(next)

@@ -265,6 +265,7 @@ func TestReportJSONShape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	rep.Rate = 5
 	rep.Verification = &Verification{Namespace: "ns"}
 	rep.APIRequests = &APIRequests{ByResourceVerb: []APIRequestCount{{Resource: "leases", Verb: "PUT"}}}
 	rep.Incidents[0].Found = &IncidentRRs{}
@@ -290,7 +291,7 @@ func TestReportJSONShape(t *testing.T) {
 		want []string
 	}{
 		{"report", m, []string{"acknowledged", "apiRequests", "attempts", "cluster", "concurrency", "counted", "durationSeconds", "failed",
-			"fingerprints", "incidents", "latency", "maxAttempts", "otherFingerprints", "outcomes", "payload", "perTarget", "results", "retriedSignals",
+			"fingerprints", "incidents", "latency", "maxAttempts", "otherFingerprints", "outcomes", "payload", "perTarget", "rate", "results", "retriedSignals",
 			"retries", "retriesByCause", "runID", "signalNamespace", "signals", "startedAt", "targets", "throughputPerSecond", "verification"}},
 		{"latency", m["latency"], []string{"count", "maxMs", "p50Ms", "p95Ms", "p99Ms"}},
 		{"incident", m["incidents"].([]any)[0], []string{"acknowledged", "attempts", "counted", "fingerprint", "found", "index", "namesAnswered", "otherFingerprints", "sent", "target"}},

@@ -3,6 +3,7 @@ package storm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -18,8 +19,12 @@ var fakeStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // stepThrough drives the fake clock through the waits a storm of one signal
 // makes: before each wait it checks how many requests the gateways have
 // seen, and it proves the wait is exactly want by stepping to just before
-// it (the timer must still be pending) and then onto it (the timer must
-// have fired).
+// it (the timer must still be pending, no new request sent) and then onto
+// it (the next attempt must arrive without a further step).
+//
+// That the timer fired is judged by the next request, not by HasWaiters: the
+// retried attempt may be answered 503 again and register the next wait's
+// timer before this goroutine looks.
 func stepThrough(t *testing.T, fc *clocktesting.FakeClock, requests func() int, waits []time.Duration) {
 	t.Helper()
 	for k, want := range waits {
@@ -28,13 +33,13 @@ func stepThrough(t *testing.T, fc *clocktesting.FakeClock, requests func() int, 
 			t.Fatalf("before wait %d: %d requests, want %d", k+1, got, k+1)
 		}
 		fc.Step(want - time.Millisecond)
-		if !fc.HasWaiters() {
+		if !fc.HasWaiters() || requests() != k+1 {
 			t.Fatalf("wait %d ended before %v", k+1, want)
 		}
 		fc.Step(time.Millisecond)
-		if fc.HasWaiters() {
-			t.Fatalf("wait %d did not end at %v", k+1, want)
-		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("attempt %d, after wait %d of %v", k+2, k+1, want), func() bool {
+			return requests() == k+2
+		})
 	}
 }
 
