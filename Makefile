@@ -8,7 +8,7 @@ PKGS      := ./...
 # they run one package at a time.
 TEST_FLAGS ?= -race -count=1 -timeout=30m
 
-.PHONY: all build test test-unit test-integration lint verify generate controlplane packages up clean soak bench fuzz
+.PHONY: all build test test-unit test-integration lint verify generate controlplane packages up clean soak bench fuzz chaos
 
 all: build
 
@@ -35,6 +35,12 @@ soak: controlplane
 BENCH_FLAGS ?=
 bench: controlplane
 	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) run ./bench/cmd/bench $(BENCH_FLAGS)
+
+## chaos: every fault-injection scenario CHAOS_RUNS times (default 5; `make test` runs each once), written to docs/reliability.md.
+CHAOS_RUNS ?= 5
+chaos: controlplane
+	LEASEHOLD_ASSETS_DIR="$$(hack/controlplane.sh)" $(GO) test -count=1 -timeout=4h -tags integration -run TestChaos -v ./test/chaos/ \
+		-args -chaos.runs=$(CHAOS_RUNS) -chaos.report="$(CURDIR)/docs/reliability.md" -chaos.command="make chaos CHAOS_RUNS=$(CHAOS_RUNS)"
 
 ## fuzz: run each fuzz target for FUZZTIME (CI runs only their seed corpora).
 FUZZTIME ?= 60s
