@@ -61,8 +61,9 @@
 // garbage collector.
 //
 // A separate controller, keyed by execution, looks at every active
-// execution. It fails one still non-terminal at creation + spec.timeout
-// (reason TimedOut), and cancels one whose request, read from the API
+// execution. It fails one still non-terminal spec.timeout after the
+// replica first saw it, on the replica's own clock, so that a clock running
+// ahead of the API server's fails nothing early (reason TimedOut), and cancels one whose request, read from the API
 // server, no longer exists (reason RequestGone). The latter closes the
 // one gap of the finalizer: a replica paused between its lock check and
 // its create can land an execution after the request was deleted and its

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,22 +35,61 @@ type timeoutReconciler struct {
 	events  events.EventRecorder
 	opts    Options
 	metrics *metrics
+	seen    firstSeen
 }
 
 var _ reconcile.Reconciler = (*timeoutReconciler)(nil)
 
-// Deadline is when an execution that is still non-terminal gets failed:
-// its creation time plus spec.timeout (the default timeout if unset). It
-// counts from creation, not from startedAt, because spec.timeout bounds how
-// long the execution may keep its target busy, and it is busy from
-// creation. Creation time is the API server's clock, compared with the
-// replica's: skew between them moves the deadline by that much.
-func Deadline(w *v1alpha1.WorkflowExecution, defaultTimeout time.Duration) time.Time {
-	timeout := defaultTimeout
+// Timeout is how long an execution may stay non-terminal: spec.timeout, or
+// the default timeout if unset.
+func Timeout(w *v1alpha1.WorkflowExecution, defaultTimeout time.Duration) time.Duration {
 	if w.Spec.Timeout != nil {
-		timeout = w.Spec.Timeout.Duration
+		return w.Spec.Timeout.Duration
 	}
-	return w.CreationTimestamp.Add(timeout)
+	return defaultTimeout
+}
+
+// firstSeen remembers when this replica first saw each active execution,
+// on its own clock. A deadline is counted from there, not from the
+// execution's creationTimestamp: that is the API server's clock, and a
+// replica whose clock runs ahead would fail every execution at once, freeing
+// targets whose executions still run. Counting from the first sight errs
+// the other way only: a replica that starts (or restarts) while an
+// execution runs gives it a full timeout from then. Replicas that saw the
+// creation fail it on time.
+type firstSeen struct {
+	mu   sync.Mutex
+	seen map[types.NamespacedName]sighting
+}
+
+type sighting struct {
+	uid types.UID
+	at  time.Time
+}
+
+// at returns when w was first seen, recording now if it was not yet (or
+// its name now belongs to another object).
+func (f *firstSeen) at(w *v1alpha1.WorkflowExecution, now time.Time) time.Time {
+	key := client.ObjectKeyFromObject(w)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen == nil {
+		f.seen = map[types.NamespacedName]sighting{}
+	}
+	s, ok := f.seen[key]
+	if !ok || s.uid != w.UID {
+		s = sighting{uid: w.UID, at: now}
+		f.seen[key] = s
+	}
+	return s.at
+}
+
+// forget drops an execution that ended or is gone, so the map holds active
+// executions only.
+func (f *firstSeen) forget(key types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.seen, key)
 }
 
 func (t *timeoutReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -65,24 +105,26 @@ func (t *timeoutReconciler) reconcile(ctx context.Context, req reconcile.Request
 	var w v1alpha1.WorkflowExecution
 	if err := t.client.Get(ctx, req.NamespacedName, &w); err != nil {
 		if apierrors.IsNotFound(err) {
+			t.seen.forget(req.NamespacedName)
 			return done(outcomeUnchanged)
 		}
 		return failed(fmt.Errorf("get execution %s: %w", req.Name, err))
 	}
 	if w.IsTerminal() {
+		t.seen.forget(req.NamespacedName)
 		return done(outcomeUnchanged)
 	}
 	ctx = logr.NewContext(ctx, logr.FromContextOrDiscard(ctx).WithValues("replica", t.opts.Identity))
 	if rs, ok := t.orphan(ctx, &w); ok {
 		return rs
 	}
-	deadline := Deadline(&w, t.opts.DefaultTimeout)
+	timeout := Timeout(&w, t.opts.DefaultTimeout)
 	now := t.opts.now()
+	deadline := t.seen.at(&w, now).Add(timeout)
 	if now.Before(deadline) {
 		return result{res: reconcile.Result{RequeueAfter: deadline.Sub(now)}, out: outcomeNotYetDue}
 	}
-	timeout := deadline.Sub(w.CreationTimestamp.Time)
-	msg := fmt.Sprintf("not finished within %v of its creation; failed by orchestrator replica %s", timeout, t.opts.Identity)
+	msg := fmt.Sprintf("not finished within %v of when orchestrator replica %s first saw it; failed by that replica", timeout, t.opts.Identity)
 	// Based on the cached copy: if the cache is stale (the executor
 	// finished it), the resourceVersion is too and the write is refused.
 	if err := writeExecutionStatus(ctx, t.client, &w, v1alpha1.WorkflowFailed, ReasonTimedOut, msg, metav1.NewTime(now)); err != nil {

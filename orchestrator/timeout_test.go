@@ -25,7 +25,7 @@ func (e *env) reconcileTimeout(name string) reconcile.Result {
 	return res
 }
 
-// A non-terminal execution is requeued at its deadline (creation +
+// A non-terminal execution is requeued at its deadline (first seen +
 // spec.timeout), and failed with reason TimedOut once past it. Its request
 // then finishes as Failed/TimedOut.
 func TestTimeout(t *testing.T) {
@@ -34,6 +34,9 @@ func TestTimeout(t *testing.T) {
 	w.Spec.Timeout = &metav1.Duration{Duration: time.Minute}
 	e := newEnv(t, []client.Object{executing(rr, w), w})
 
+	if res := e.reconcileTimeout(w.Name); res.RequeueAfter != time.Minute {
+		t.Fatalf("RequeueAfter = %v at first sight, want the whole timeout", res.RequeueAfter)
+	}
 	e.clock.Step(20 * time.Second)
 	if res := e.reconcileTimeout(w.Name); res.RequeueAfter != 40*time.Second {
 		t.Fatalf("RequeueAfter = %v, want 40s (the deadline)", res.RequeueAfter)
@@ -65,15 +68,45 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-// ClockOffset moves this replica's wall clock, timeout decisions included.
+// A replica whose clock runs 10 minutes ahead of the API server's does not
+// fail a fresh execution with a 1-minute timeout: the deadline counts from
+// when this replica first saw it, on its own clock. The offset shows only
+// in the completion time it writes.
 func TestTimeoutClockOffset(t *testing.T) {
 	rr := request("rr-a", worker1, 0)
 	w := execution(rr, 1, v1alpha1.WorkflowRunning)
 	w.Spec.Timeout = &metav1.Duration{Duration: time.Minute}
-	e := newEnv(t, []client.Object{executing(rr, w), w}, withOptions(func(o *Options) { o.ClockOffset = 2 * time.Minute }))
+	e := newEnv(t, []client.Object{executing(rr, w), w}, withOptions(func(o *Options) { o.ClockOffset = 10 * time.Minute }))
+	if res := e.reconcileTimeout(w.Name); res.RequeueAfter != time.Minute {
+		t.Fatalf("RequeueAfter = %v, want 1m", res.RequeueAfter)
+	}
+	if got := e.getWFE(w.Name); got.Status.Phase != v1alpha1.WorkflowRunning || e.writes.Load() != 0 {
+		t.Fatalf("status %+v after %d writes: failed by a skewed clock", got.Status, e.writes.Load())
+	}
+	e.clock.Step(time.Minute)
 	e.reconcileTimeout(w.Name)
-	if got := e.getWFE(w.Name); got.Status.Phase != v1alpha1.WorkflowFailed || !got.Status.CompletedAt.Time.Equal(t0.Add(2*time.Minute)) {
-		t.Fatalf("status %+v, want Failed at t0+2m", got.Status)
+	if got := e.getWFE(w.Name); got.Status.Phase != v1alpha1.WorkflowFailed || !got.Status.CompletedAt.Time.Equal(t0.Add(11*time.Minute)) {
+		t.Fatalf("status %+v, want Failed at t0+11m", got.Status)
+	}
+}
+
+// A name reused by a new execution starts a new deadline.
+func TestTimeoutNewUIDStartsOver(t *testing.T) {
+	var f firstSeen
+	w := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "wfe-a", UID: "1"}}
+	if got := f.at(w, t0); !got.Equal(t0) {
+		t.Fatalf("first sight = %v", got)
+	}
+	if got := f.at(w, t0.Add(time.Minute)); !got.Equal(t0) {
+		t.Fatalf("second sight moved the first: %v", got)
+	}
+	w.UID = "2"
+	if got := f.at(w, t0.Add(time.Minute)); !got.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("new UID kept the old sight: %v", got)
+	}
+	f.forget(client.ObjectKeyFromObject(w))
+	if got := f.at(w, t0.Add(2*time.Minute)); !got.Equal(t0.Add(2 * time.Minute)) {
+		t.Fatalf("forgotten execution kept its sight: %v", got)
 	}
 }
 
@@ -99,6 +132,7 @@ func TestTimeoutLosesToExecutor(t *testing.T) {
 			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
 		}
 	}))
+	e.reconcileTimeout(w.Name) // first sight
 	e.clock.Step(2 * time.Minute)
 	if res := e.reconcileTimeout(w.Name); res.RequeueAfter == 0 || e.outcomes("timeout", outcomeConflict) != 1 {
 		t.Fatalf("RequeueAfter %v, conflict outcomes %v", res.RequeueAfter, e.outcomes("timeout", outcomeConflict))
@@ -110,14 +144,14 @@ func TestTimeoutLosesToExecutor(t *testing.T) {
 }
 
 // An execution without spec.timeout gets the default one.
-func TestDeadlineDefault(t *testing.T) {
-	w := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(t0)}}
-	if got := Deadline(w, time.Hour); !got.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("Deadline = %v", got)
+func TestTimeoutDefault(t *testing.T) {
+	w := &v1alpha1.WorkflowExecution{}
+	if got := Timeout(w, time.Hour); got != time.Hour {
+		t.Fatalf("Timeout = %v", got)
 	}
 	w.Spec.Timeout = &metav1.Duration{Duration: time.Second}
-	if got := Deadline(w, time.Hour); !got.Equal(t0.Add(time.Second)) {
-		t.Fatalf("Deadline = %v", got)
+	if got := Timeout(w, time.Hour); got != time.Second {
+		t.Fatalf("Timeout = %v", got)
 	}
 }
 
