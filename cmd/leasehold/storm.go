@@ -33,8 +33,8 @@ func newStormCommand() *cobra.Command {
 		Long: `storm sends --signals alerts (or Warning Events) about --fingerprints workloads
 to the gateways at --target, round-robin, at most --concurrency at a time, and
 reports the answers: outcomes by HTTP code, retries, latency percentiles and
-throughput. 503 and 429 answers and connection errors are retried, honouring
-Retry-After.
+throughput. 429 and 5xx answers and connection errors are retried, as
+Alertmanager does, honouring Retry-After.
 
 By default signals go as fast as --concurrency allows. With --rate N the
 storm is paced: signal i is first sent no earlier than i/N seconds after the
@@ -129,7 +129,7 @@ and are stable.`,
 	f.StringVar(&cfg.Token, "token", "", "bearer token for the gateways")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the bearer token")
 	f.BoolVar(&cfg.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any gateway certificate (self-signed local ones)")
-	f.BoolVar(&retry, "retry", true, "retry 503/429 answers (honouring Retry-After) and connection errors")
+	f.BoolVar(&retry, "retry", true, "retry 429 and 5xx answers (honouring Retry-After) and connection errors")
 	f.IntVar(&cfg.MaxRetries, "max-retries", storm.DefaultMaxRetries, "retries per signal after the first attempt")
 	f.DurationVar(&cfg.MaxRetryAfter, "max-retry-after", storm.DefaultMaxRetryAfter, "cap on a Retry-After wait")
 	f.DurationVar(&cfg.RequestTimeout, "request-timeout", storm.DefaultRequestTimeout, "bound on each attempt")

@@ -100,8 +100,8 @@ type Config struct {
 	// RequestTimeout bounds each attempt. Default 30s.
 	RequestTimeout time.Duration
 
-	// NoRetry sends each signal once. By default a signal answered 503 or
-	// 429, or whose attempt failed without an answer, is sent again.
+	// NoRetry sends each signal once. By default a signal answered 429 or
+	// any 5xx, or whose attempt failed without an answer, is sent again.
 	NoRetry bool
 	// MaxRetries bounds the attempts after the first. Default 20.
 	MaxRetries int

@@ -15,7 +15,8 @@
 // run id makes the names of two runs differ, so a run never joins the
 // RemediationRequests of an earlier one.
 //
-// A signal answered 503 or 429 is sent again after the answer's Retry-After
+// A signal answered 429 or any 5xx (as Alertmanager retries them) is sent
+// again after the answer's Retry-After
 // (capped at Config.MaxRetryAfter) or, without one, after a
 // decorrelated-jitter backoff; so is a signal whose attempt got no answer
 // (the gateway may be restarting). Other answers are final. Each signal's

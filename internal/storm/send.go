@@ -26,7 +26,8 @@ const (
 	OutcomeCanceled = "canceled"
 )
 
-// Retry causes, the keys of Report.RetriesByCause.
+// Retry causes, the keys of Report.RetriesByCause: the status code of a
+// retried answer ("503", "504", "429"), or CauseConnection.
 const (
 	CauseUnavailable = "503"
 	CauseTooMany     = "429"
@@ -188,9 +189,10 @@ func (s *sender) send(ctx context.Context, i int, inc *incident) SignalResult {
 	return res
 }
 
-// attempt sends body once. A 2xx answer is success; 503 and 429 are
-// retryable (with the server's Retry-After as the wait, capped, when it
-// gives one), as is a failure without an answer; any other answer is final.
+// attempt sends body once. A 2xx answer is success; 429 and every 5xx are
+// retryable, as Alertmanager retries them (with the server's Retry-After as
+// the wait, capped, when it gives one), as is a failure without an answer;
+// any other answer is final.
 func (s *sender) attempt(ctx context.Context, target string, body []byte) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
@@ -220,11 +222,8 @@ func (s *sender) attempt(ctx context.Context, target string, body []byte) (answe
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		a.name, a.fingerprint = readAnswer(data)
 		return a, nil
-	case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests:
-		cause := CauseUnavailable
-		if resp.StatusCode == http.StatusTooManyRequests {
-			cause = CauseTooMany
-		}
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		cause := strconv.Itoa(resp.StatusCode)
 		err := &retryableError{cause: cause, err: fmt.Errorf("%s answered %d: %s", target, resp.StatusCode, snippet(data))}
 		if wait, ok := retryAfter(resp.Header.Get("Retry-After"), s.cfg.Clock.Now()); ok {
 			return a, backoff.RetryAfter(min(wait, s.cfg.MaxRetryAfter), err)

@@ -187,8 +187,32 @@ func TestGivesUpAfterMaxRetries(t *testing.T) {
 	}
 }
 
+// Every 5xx is retried, as Alertmanager retries them: a 504 (outcome
+// unknown) and a 500 as well as a 503.
+func TestServerErrorsAreRetried(t *testing.T) {
+	for _, code := range []int{http.StatusInternalServerError, http.StatusGatewayTimeout} {
+		fc := clocktesting.NewFakeClock(fakeStart)
+		g := newFakeGateway(t, func(n int, _ *http.Request, _ []byte) reply {
+			if n == 1 {
+				return reply{code: code}
+			}
+			return reply{code: http.StatusCreated}
+		})
+		const wait = 250 * time.Millisecond
+		done := runAsync(testContext(t), Config{Targets: []string{g.URL()}, Signals: 1, Clock: fc, RetryBasePeriod: wait, RetryMaxPeriod: wait})
+		stepThrough(t, fc, g.requests, []time.Duration{wait})
+		r := <-done
+		if r.err != nil || r.rep.Results[0].Code != http.StatusCreated || r.rep.Results[0].Attempts != 2 {
+			t.Fatalf("%d: Run = %+v, %v; want 201 after 2 attempts", code, r.rep.Results, r.err)
+		}
+		if got := r.rep.RetriesByCause[strconv.Itoa(code)]; got != 1 {
+			t.Errorf("%d: retries by cause %v, want 1 for %d", code, r.rep.RetriesByCause, code)
+		}
+	}
+}
+
 func TestFinalAnswersAreNotRetried(t *testing.T) {
-	for _, code := range []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusInternalServerError, http.StatusGatewayTimeout} {
+	for _, code := range []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusConflict, http.StatusRequestEntityTooLarge} {
 		g := newFakeGateway(t, func(int, *http.Request, []byte) reply {
 			return reply{code: code, body: `{"title":"x"}`}
 		})
