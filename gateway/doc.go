@@ -42,10 +42,18 @@
 //
 // If any entry could not be recorded, the whole payload is answered with an
 // error, and no entry of it is acknowledged: 503 with Retry-After when the
-// deduplicator was busy (dedup.ErrBusy) or the API server failed
-// (dedup.ErrUnavailable) or too many signals are in flight (MaxInFlight),
-// 504 when the request's deadline (RequestTimeout) passed, 500 for anything
-// else. This follows the senders: Alertmanager treats any 2xx as delivered,
+// entry was certainly not counted, because the deduplicator was busy
+// (dedup.ErrBusy), the API server failed (dedup.ErrUnavailable), too many
+// signals are in flight (MaxInFlight), or the request's deadline
+// (RequestTimeout) passed before the entry was taken into a write
+// (dedup.ErrNotRecorded; problem type deadline-exceeded); 504 without
+// Retry-After only when the entry may have been counted: a write failed
+// without an answer and reading it back failed too (dedup.ErrUnknownOutcome;
+// problem type unavailable), or a Deduplicator that does not say ran into
+// the deadline (deadline-exceeded); 500 for anything else. An entry whose
+// write is in flight when the deadline passes is answered with that
+// write's outcome, late. When several entries failed, an unknown outcome
+// decides the answer. This follows the senders: Alertmanager treats any 2xx as delivered,
 // resends the whole webhook after a 5xx (ignoring Retry-After) and drops it
 // after a 4xx. So answering 2xx for a partly recorded webhook would lose the
 // rest, every failure worth retrying is a 5xx (an API server that cannot
@@ -60,12 +68,14 @@
 //
 //	acknowledged <= occurrenceCount <= sent
 //
-// A signal answered 2xx is durably counted (the deduplicator returned
-// success). A failed answer may come after some entries, or even the failed
-// entry's own write, were counted (a write can succeed after its response is
-// lost); the sender's retry counts them again. So a retried fault
-// over-counts, by at most the entries of the payloads that failed, and never
-// under-counts.
+// A signal answered 2xx is durably counted exactly once (the deduplicator
+// returned success). A single-entry payload answered 503 was not counted,
+// and sending it again is safe; one answered 504 may have been counted. A
+// failed multi-entry payload may come after some of its other entries were
+// counted; the sender's retry counts them again. So a retried fault
+// over-counts, by at most the entries of the payloads that failed with 504
+// or in a batch, and never under-counts (see package dedup for the window
+// in which even a 503 may follow a counted write).
 //
 // # Load
 //

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/leasehold/leasehold/gateway/dedup"
 	"github.com/leasehold/leasehold/gateway/signal"
 )
 
@@ -292,9 +293,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: s.cfg.RequestTimeout,
 		ReadTimeout:       s.cfg.RequestTimeout,
-		// Leave time to write the 504 of a request that used its whole
-		// deadline.
-		WriteTimeout: s.cfg.RequestTimeout + 5*time.Second,
+		// A request whose deadline passed while its signal was in a write
+		// waits for that write's outcome, so that its answer says whether
+		// the signal was counted; leave time for it and for the answer.
+		WriteTimeout: s.cfg.RequestTimeout + dedup.MaxOutcomeWait + 5*time.Second,
 		// Keep-alive connections of senders that post every few seconds
 		// (Alertmanager's group_interval) stay open between posts.
 		IdleTimeout: 2 * time.Minute,

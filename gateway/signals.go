@@ -188,6 +188,10 @@ func (s *Server) invalidPayload(w http.ResponseWriter, r *http.Request, err erro
 // the body says. Entries recorded before the failure are then
 // counted again on the retry. That over-counts, which is acceptable; never
 // losing an acknowledged signal is the invariant.
+//
+// The answer is about the first failed entry, unless another entry's
+// outcome is unknown: then it is that one's 504, so that the answer never
+// claims "not counted" for a payload part of which may have been.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, items []signal.Item) {
 	ctx := r.Context()
 	entries := s.process(ctx, items)
@@ -197,8 +201,12 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, items []signal.I
 		outcome := e.Outcome
 		if e.err != nil {
 			outcome = OutcomeError
-			// The first failure that is not a consequence of another.
-			if failed == nil && !errors.Is(e.err, errNotTried) {
+			// The first failure that is not a consequence of another, or
+			// the first of unknown outcome.
+			switch {
+			case errors.Is(e.err, errNotTried):
+			case failed == nil,
+				errors.Is(e.err, dedup.ErrUnknownOutcome) && !errors.Is(failed.err, dedup.ErrUnknownOutcome):
 				failed = e
 			}
 		}
@@ -242,31 +250,43 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, e entry, n int) {
 	if n > 1 {
 		detail += "; no entry of this payload is acknowledged, send it again whole"
 	}
-	retryable := func(status int, typ string) {
-		w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
+	problem := func(status int, typ, detail string) {
 		p := newProblem(r, status, typ, detail)
 		p.Index = &e.Index
 		writeProblem(w, p)
 	}
-	expired := errors.Is(r.Context().Err(), context.DeadlineExceeded)
+	retryable := func(status int, typ, detail string) {
+		w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
+		problem(status, typ, detail)
+	}
+	// The dedup errors say whether the signal was counted, so they come
+	// before the request's own deadline: ErrUnavailable, ErrBusy and
+	// ErrNotRecorded mean it was not (a 503 the sender may retry safely),
+	// ErrUnknownOutcome that it may have been (a 504, without Retry-After).
 	switch {
 	case errors.Is(e.err, errOverloaded):
-		retryable(http.StatusServiceUnavailable, ProblemOverloaded)
-	case expired || (errors.Is(e.err, context.DeadlineExceeded) && !errors.Is(e.err, dedup.ErrUnavailable) && !errors.Is(e.err, dedup.ErrBusy)):
-		// Our own deadline. A deadline of one API call inside dedup
-		// comes wrapped in ErrUnavailable and is a 503.
-		p := newProblem(r, http.StatusGatewayTimeout, ProblemDeadline, detail)
-		p.Index = &e.Index
-		writeProblem(w, p)
+		retryable(http.StatusServiceUnavailable, ProblemOverloaded, detail)
+	case errors.Is(e.err, dedup.ErrUnknownOutcome):
+		problem(http.StatusGatewayTimeout, ProblemUnavailable,
+			detail+"; the signal may have been counted: the API server did not confirm the write either way, and sending it again may count it twice")
+	case errors.Is(e.err, dedup.ErrNotRecorded):
+		retryable(http.StatusServiceUnavailable, ProblemDeadline,
+			detail+"; the signal was not counted and may be sent again")
 	case errors.Is(e.err, dedup.ErrBusy):
-		retryable(http.StatusServiceUnavailable, ProblemBusy)
-	case errors.Is(e.err, dedup.ErrUnavailable), errors.Is(e.err, context.Canceled):
-		// Canceled: the client went away; nobody reads this answer.
-		retryable(http.StatusServiceUnavailable, ProblemUnavailable)
+		retryable(http.StatusServiceUnavailable, ProblemBusy, detail)
+	case errors.Is(e.err, dedup.ErrUnavailable):
+		// A deadline of one API call inside dedup comes wrapped in
+		// ErrUnavailable: the write was not made.
+		retryable(http.StatusServiceUnavailable, ProblemUnavailable, detail)
+	case errors.Is(e.err, context.DeadlineExceeded), errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		// Our own deadline, from a Deduplicator that does not say whether
+		// the signal was counted.
+		problem(http.StatusGatewayTimeout, ProblemDeadline, detail+"; the signal may have been counted")
+	case errors.Is(e.err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		retryable(http.StatusServiceUnavailable, ProblemUnavailable, detail)
 	default:
-		p := newProblem(r, http.StatusInternalServerError, ProblemInternal, detail)
-		p.Index = &e.Index
-		writeProblem(w, p)
+		problem(http.StatusInternalServerError, ProblemInternal, detail)
 	}
 }
 
@@ -336,7 +356,8 @@ func (s *Server) process(ctx context.Context, items []signal.Item) []entry {
 			i := fires[j]
 			switch {
 			case ctx.Err() != nil:
-				entries[i].err = ctx.Err()
+				// Never handed to the deduplicator: certainly not counted.
+				entries[i].err = fmt.Errorf("%w: %w", dedup.ErrNotRecorded, context.Cause(ctx))
 			case stop.Load():
 				entries[i].err = errNotTried
 			default:
@@ -376,9 +397,12 @@ func (s *Server) record(ctx context.Context, i int, sig *signal.Signal, at time.
 		"signal", sig.Name, "target", target.String())
 	if err != nil {
 		e.err = err
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		switch {
+		case errors.Is(err, dedup.ErrUnknownOutcome):
+			log.Error(err, "signal may have been recorded: the outcome of its write is unknown")
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 			log.Info("signal not recorded: request ended", "error", err.Error())
-		} else {
+		default:
 			log.Error(err, "signal not recorded")
 		}
 		return e

@@ -218,6 +218,8 @@ func TestBatchFailureFailsWholeBatch(t *testing.T) {
 		{"unavailable", fmt.Errorf("dedup: %w: 500", dedup.ErrUnavailable), http.StatusServiceUnavailable, ProblemUnavailable},
 		{"api call timeout is unavailable", fmt.Errorf("%w: %w", dedup.ErrUnavailable, context.DeadlineExceeded), http.StatusServiceUnavailable, ProblemUnavailable},
 		{"deadline", fmt.Errorf("dedup: fingerprint x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, ProblemDeadline},
+		{"not recorded", fmt.Errorf("%w: fingerprint x: %w", dedup.ErrNotRecorded, context.DeadlineExceeded), http.StatusServiceUnavailable, ProblemDeadline},
+		{"outcome unknown", fmt.Errorf("%w: update rr-x: %w", dedup.ErrUnknownOutcome, context.DeadlineExceeded), http.StatusGatewayTimeout, ProblemUnavailable},
 		{"unknown", errBoom, http.StatusInternalServerError, ProblemInternal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -420,5 +422,99 @@ func TestDecoderContractViolation(t *testing.T) {
 	decodeProblem(t, e.post(t, PathAlertmanager, []byte(`{}`)), http.StatusInternalServerError, ProblemInternal)
 	if n := len(e.dedup.recorded()); n != 0 {
 		t.Errorf("recorded %d incidents of a broken payload, want 0", n)
+	}
+}
+
+// The answer tells the sender whether sending the signal again is safe:
+// 503 when it was certainly not counted, 504 only when it may have been,
+// and the real answer when its write finishes after the deadline.
+func TestAnswerSaysWhetherCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		timeout    time.Duration
+		hook       func(ctx context.Context, in dedup.Incident) error
+		status     int
+		typ        string
+		retryAfter string
+		detail     string
+	}{
+		{
+			name:    "deadline before the write",
+			timeout: 20 * time.Millisecond,
+			hook: func(ctx context.Context, in dedup.Incident) error {
+				<-ctx.Done()
+				return fmt.Errorf("%w: fingerprint %s: %w", dedup.ErrNotRecorded, in.Fingerprint, context.Cause(ctx))
+			},
+			status: http.StatusServiceUnavailable, typ: ProblemDeadline, retryAfter: "1",
+			detail: "the signal was not counted and may be sent again",
+		},
+		{
+			name: "outcome unknown",
+			hook: func(_ context.Context, in dedup.Incident) error {
+				return fmt.Errorf("%w: update rr-%s: connection reset by peer", dedup.ErrUnknownOutcome, in.Fingerprint[:8])
+			},
+			status: http.StatusGatewayTimeout, typ: ProblemUnavailable,
+			detail: "the signal may have been counted",
+		},
+		{
+			name:    "write in flight finishes after the deadline",
+			timeout: 20 * time.Millisecond,
+			hook: func(ctx context.Context, _ dedup.Incident) error {
+				<-ctx.Done()
+				return nil // then counted: the answer is the write's
+			},
+			status: http.StatusCreated,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				if tc.timeout > 0 {
+					c.RequestTimeout = tc.timeout
+				}
+			})
+			e.dedup.hook = tc.hook
+			rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
+			if got := rec.Header().Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+			}
+			if tc.typ == "" {
+				if rec.Code != tc.status {
+					t.Fatalf("status = %d, want %d; body %s", rec.Code, tc.status, rec.Body)
+				}
+				return
+			}
+			p := decodeProblem(t, rec, tc.status, tc.typ)
+			if !strings.Contains(p.Detail, tc.detail) {
+				t.Errorf("detail %q does not say %q", p.Detail, tc.detail)
+			}
+		})
+	}
+}
+
+// When one entry's outcome is unknown, the payload is answered 504 even
+// if another entry failed first with a 503 error: a 503 would claim that
+// sending the payload again is safe.
+func TestUnknownOutcomeWinsOverEarlierFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	fpA, fpB := dedup.Fingerprint(podTarget("shop", "a")), dedup.Fingerprint(podTarget("shop", "b"))
+	bStarted := make(chan struct{})
+	e.dedup.hook = func(_ context.Context, in dedup.Incident) error {
+		switch in.Fingerprint {
+		case fpA:
+			<-bStarted // both entries are in flight
+			return fmt.Errorf("dedup: fingerprint %s: %w", fpA, dedup.ErrBusy)
+		case fpB:
+			close(bStarted)
+			return fmt.Errorf("%w: update rr-x: EOF", dedup.ErrUnknownOutcome)
+		}
+		return nil
+	}
+	rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a"), firing("X", "shop", "pod", "b")))
+	p := decodeProblem(t, rec, http.StatusGatewayTimeout, ProblemUnavailable)
+	if p.Index == nil || *p.Index != 1 || !strings.Contains(p.Detail, fpB) {
+		t.Errorf("problem %+v, want index 1 and fingerprint %s", p, fpB)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra != "" {
+		t.Errorf("Retry-After = %q on a 504", ra)
 	}
 }

@@ -19,6 +19,14 @@ const (
 	// created the request, for audit. Absent when the create needed no lock.
 	AnnotationFencingToken = "leasehold.dev/fencing-token"
 
+	// AnnotationWriteID carries the write id of the create that made the
+	// request. A gateway whose create failed in a way that leaves open
+	// whether the API server applied it (a reset connection, a lost
+	// response) reads the request back and finds its own id here if it
+	// did. The status subresource drops status on create, so the id of a
+	// create cannot live in status.deduplication.recentWrites.
+	AnnotationWriteID = "leasehold.dev/write-id"
+
 	// FinalizerCancelExecution lets the orchestrator cancel a request's
 	// WorkflowExecution and unblock the next request before the request
 	// goes away; nothing relies on a garbage collector.
@@ -27,6 +35,9 @@ const (
 	// MaxSignalNames bounds status.deduplication.signalNames so that an
 	// incident fed by many distinct alerts cannot grow the object without limit.
 	MaxSignalNames = 16
+
+	// MaxRecentWrites bounds status.deduplication.recentWrites.
+	MaxRecentWrites = 16
 )
 
 // SignalSource says which adapter received a signal.
@@ -126,6 +137,20 @@ type DeduplicationStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=set
 	SignalNames []string `json:"signalNames,omitempty"`
+
+	// RecentWrites are the write ids of the last count updates, newest
+	// last, at most MaxRecentWrites: each update appends its own id and
+	// drops the oldest beyond the bound. They exist so that a gateway whose
+	// update failed without an answer (a reset connection, a lost response)
+	// can read the request back and learn whether the API server applied
+	// it; retrying blindly would count the same signals twice. A write id
+	// is "<gateway identity>/<random>-<sequence>", or "<random>-<sequence>"
+	// without an identity.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=300
+	// +listType=atomic
+	RecentWrites []string `json:"recentWrites,omitempty"`
 }
 
 // ObjectReference names an object of this API in the same namespace, with

@@ -218,6 +218,7 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 	}
 	recorder, err := dedup.New(d.crClient, d.locker, dedup.Options{
 		Namespace:            f.namespace,
+		Identity:             f.identity,
 		Policy:               policy,
 		Lock:                 dedup.LockMode(f.lockWrites),
 		MaxAttempts:          f.maxAttempts,

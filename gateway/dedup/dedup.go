@@ -54,15 +54,17 @@ type Result struct {
 // use by many goroutines and many processes.
 type Deduplicator interface {
 	// Record counts one incident. On success the incident is durably
-	// counted. On error it may or may not have been counted (a write can
-	// succeed after its response is lost), so under faults a caller that
-	// retries can make the count exceed the acknowledged signals but never
-	// fall below them.
+	// counted, exactly once. An error matching ErrUnknownOutcome means it
+	// may have been counted; any other error from the Recorder means it was
+	// not, and sending it again is safe. Implementations that cannot tell
+	// may return other errors with either meaning; callers should treat an
+	// unclassified error as "may have been counted".
 	Record(ctx context.Context, in Incident) (Result, error)
 }
 
-// Errors callers branch on with errors.Is. The HTTP layer maps ErrBusy and
-// ErrUnavailable to 503 with Retry-After, and a context error to 504.
+// Errors callers branch on with errors.Is. The HTTP layer maps ErrBusy,
+// ErrUnavailable and ErrNotRecorded to 503 with Retry-After (not counted,
+// safe to send again), and ErrUnknownOutcome to 504 (may have been counted).
 var (
 	// ErrBusy: the retry budget ran out while other writers held the
 	// fingerprint (lock held, write conflicts). The error names the
@@ -74,6 +76,16 @@ var (
 	// ErrClosed: the Recorder is shutting down (wrapped with ErrUnavailable,
 	// so that the caller's client retries against another replica).
 	ErrClosed = errors.New("dedup: shutting down")
+	// ErrNotRecorded: the caller's context ended before its incident was
+	// taken into a write, so it was certainly not counted. The error wraps
+	// the context's cause.
+	ErrNotRecorded = errors.New("dedup: not recorded")
+	// ErrUnknownOutcome: a write that counts the incident failed without
+	// saying whether the API server applied it (a reset connection, a lost
+	// response), and reading the request back did not tell either. The
+	// incident may have been counted; it is the only error after which it
+	// may have been. The error wraps the write's error.
+	ErrUnknownOutcome = errors.New("dedup: outcome of the write unknown")
 )
 
 // Fingerprint identifies an incident's workload: the lowercase hex SHA-256

@@ -70,14 +70,53 @@
 // attempts ends it with ErrBusy naming the fingerprint. Both fail every
 // incident of the batch, and none of them was counted.
 //
+// # Writes whose outcome is unknown
+//
+// A write can fail after the API server applied it: the connection is reset
+// or the response lost, or the per-request deadline passes while the server
+// works. Answering such a failure with ErrUnavailable would make the sender
+// retry a signal that was counted, and count it twice. So every write
+// carries a write id, "<Options.Identity>/<random>-<sequence>": a create in
+// the annotation leasehold.dev/write-id, a count update in
+// status.deduplication.recentWrites, which keeps the last 16. A failure
+// that leaves the outcome open (a server timeout or internal error, or a
+// transport error after the request may have been sent; a refused
+// connection sent nothing) is resolved by reading the request back, up to
+// 10 reads spaced 100ms doubling to 1s:
+//
+//   - the id is there: the write was applied, and the batch is answered as
+//     after a success;
+//   - the read succeeds and the id is not there: it was not applied, and
+//     the batch is retried, at the cost of one attempt;
+//   - no read succeeds: the batch is answered ErrUnknownOutcome, the only
+//     error after which an incident may have been counted.
+//
+// An update's id leaves the ring once 16 later updates landed. Each of them
+// adds at least one to the count, so an absent id with a count below ours
+// + 16 means not applied; at or above that the outcome is unknown.
+//
+// A caller whose context ends before its incident was taken into a write
+// gets ErrNotRecorded: not counted. Once taken, the caller waits for the
+// write's answer instead, bounded by the client's per-request deadline and
+// the reads above (each read has its own 5s deadline).
+//
 // # What is not guaranteed
 //
-// A write whose response is lost (a timeout after the API server applied it)
-// is reported as an error although the incidents were counted, and a caller
-// that gives up after its incident was taken into a write may be counted
-// too. A client that retries failed signals can therefore make the count
+// An answer other than ErrUnknownOutcome is exact only if a write the API
+// server has not applied when the read back is served is never applied
+// afterwards. A write the server is still processing then (the client gave
+// up first, while etcd was slow) can land after the read showed it absent
+// and before the retry's own write: the retry then counts its incidents a
+// second time. (A late update still carries its resourceVersion, so it can
+// only land while the request is as the update's own read saw it.) The
+// window is the server's processing time of one request. Under that fault,
+// and for ErrUnknownOutcome answers that the sender retries, the count can
 // exceed the acknowledged signals, never fall below them: acknowledged <=
 // occurrenceCount <= sent.
+//
+// The ring assumes that every writer of status.deduplication keeps
+// recentWrites: a writer built before the field existed drops it, and
+// an update whose id it dropped reads back as not applied.
 //
 // The name fence assumes that the highest generation of a fingerprint is
 // never deleted, so that "max + 1" cannot go backwards; the orchestrator's

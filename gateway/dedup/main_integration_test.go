@@ -4,14 +4,23 @@ package dedup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -90,7 +99,7 @@ func newReplica(t *testing.T, ns, identity string, mode dedup.LockMode) *replica
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { locker.Close() })
-	rec, err := dedup.New(c, locker, dedup.Options{Namespace: ns, Lock: mode})
+	rec, err := dedup.New(c, locker, dedup.Options{Namespace: ns, Identity: identity, Lock: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,4 +225,127 @@ func TestManySignalsOverTwentyFingerprints(t *testing.T) {
 		}
 	}
 	checkRequests(t, ns, incidents, signals/incidents)
+}
+
+// loseAnswers passes requests to the API server and, for the first n
+// writes that match, throws the answer away and reports a reset
+// connection: the write was applied, the client cannot know.
+type loseAnswers struct {
+	next  http.RoundTripper
+	match func(*http.Request) bool
+	left  atomic.Int32
+}
+
+func (l *loseAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(req)
+	if err != nil || !l.match(req) || l.left.Add(-1) < 0 {
+		return resp, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+}
+
+// Writes applied by a real API server whose answers are lost are read
+// back and found, through the CRD's schema (which must keep the write ids),
+// so every signal is counted exactly once and acknowledged.
+func TestLostAnswersAreCountedOnce(t *testing.T) {
+	ns := newNamespace(t)
+	for i, tc := range []struct {
+		name  string
+		match func(*http.Request) bool
+	}{
+		{"create", func(r *http.Request) bool {
+			return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/remediationrequests")
+		}},
+		{"update", func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/status")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lose := &loseAnswers{match: tc.match}
+			lose.left.Store(1)
+			cfg := rest.CopyConfig(cp.Config)
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+				lose.next = rt
+				return lose
+			}
+			c, err := client.New(cfg, client.Options{Scheme: scheme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, err := kubernetes.NewForConfig(cp.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			locker, err := lease.New(cs.CoordinationV1(), lease.Options{Namespace: ns, Identity: "gw-" + tc.name, Prefix: "gw-lock"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { locker.Close() })
+			rec, err := dedup.New(c, locker, dedup.Options{Namespace: ns, Identity: "gw-" + tc.name, Logger: funcr.New(func(p, a string) { t.Log(p, a) }, funcr.Options{Verbosity: 2})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := incidentFor(i) // one incident per subtest
+			const signals = 3
+			var last dedup.Result
+			for i := range signals {
+				res, err := rec.Record(context.Background(), in)
+				if err != nil {
+					t.Fatalf("signal %d: %v", i, err)
+				}
+				if want := int64(i + 1); res.OccurrenceCount != want || (i == 0) != (res.Outcome == dedup.Created) {
+					t.Fatalf("signal %d: %+v, want count %d", i, res, want)
+				}
+				last = res
+			}
+			if lose.left.Load() >= 1 {
+				t.Fatal("no answer was lost")
+			}
+			var rr v1alpha1.RemediationRequest
+			if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: last.Name}, &rr); err != nil {
+				t.Fatal(err)
+			}
+			d := rr.EffectiveDeduplication()
+			if d.OccurrenceCount != signals {
+				t.Fatalf("occurrenceCount = %d, want %d", d.OccurrenceCount, signals)
+			}
+			if len(d.RecentWrites) != signals-1 || !strings.HasPrefix(rr.Annotations[v1alpha1.AnnotationWriteID], "gw-"+tc.name+"/") ||
+				slices.ContainsFunc(d.RecentWrites, func(id string) bool { return !strings.HasPrefix(id, "gw-"+tc.name+"/") }) {
+				t.Fatalf("write ids: annotation %q, recent %v", rr.Annotations[v1alpha1.AnnotationWriteID], d.RecentWrites)
+			}
+		})
+	}
+}
+
+// The API server refuses a ring longer than MaxRecentWrites.
+func TestRecentWritesAreBounded(t *testing.T) {
+	ns := newNamespace(t)
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := incidentFor(0)
+	rr := &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: dedup.Name("rr", in.Fingerprint, 1)},
+		Spec:       dedup.RequestSpec(in),
+	}
+	rr.Spec.ReceivedAt = metav1.NewMicroTime(time.Now())
+	if err := c.Create(context.Background(), rr); err != nil {
+		t.Fatal(err)
+	}
+	d := rr.EffectiveDeduplication()
+	for i := range v1alpha1.MaxRecentWrites + 1 {
+		d.RecentWrites = append(d.RecentWrites, fmt.Sprintf("gw-0/00000000-%d", i))
+	}
+	rr.Status.Deduplication = &d
+	err = c.Status().Update(context.Background(), rr)
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("update with %d recent writes: %v, want Invalid", len(d.RecentWrites), err)
+	}
+	var se *apierrors.StatusError
+	if !errors.As(err, &se) || !strings.Contains(se.Error(), "recentWrites") {
+		t.Errorf("error %v does not name recentWrites", err)
+	}
 }

@@ -18,6 +18,12 @@ const (
 	resultLost     = "lost"     // the lock was lost before the write
 	resultError    = "error"    // the API server failed
 	resultIdle     = "idle"     // every caller of the batch had gone
+	// A write failed without saying whether it was applied, and reading
+	// the request back showed it was not: the batch is retried.
+	resultNotApplied = "not_applied"
+	// A write failed without saying whether it was applied, and reading
+	// the request back did not tell: the batch may have been counted.
+	resultUnknown = "unknown"
 )
 
 // maxAttemptLabel caps the attempt label of the backoff histogram, so a
@@ -36,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gateway", Subsystem: "retry", Name: "attempts_total",
-			Help: "Attempts of the deduplication loop, by result (written, held, conflict, exists, lost, error, idle).",
+			Help: "Attempts of the deduplication loop, by result (written, held, conflict, exists, lost, error, idle, not_applied, unknown).",
 		}, []string{"result"}),
 		successes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "gateway", Subsystem: "retry", Name: "successes_total",

@@ -39,6 +39,12 @@ const (
 type Options struct {
 	// Namespace of the RemediationRequests. Required.
 	Namespace string
+	// Identity names this process in the write ids it records on every
+	// create and count update, such as the pod name; at most 253
+	// characters. Default empty: the ids then carry only a random part
+	// drawn when the Recorder is made, which keeps them unique but does not
+	// say which replica wrote.
+	Identity string
 	// NamePrefix starts every RemediationRequest name:
 	// "<NamePrefix>-<first 20 hex digits of the fingerprint>-<generation>".
 	// A DNS-1123 label of at most 20 characters. Default "rr".
@@ -103,12 +109,19 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// maxIdentity keeps a write id ("<identity>/<8 hex>-<sequence>") within
+// the 300 characters the CRD allows for one.
+const maxIdentity = 253
+
 func (o Options) validate() error {
 	var errs []error
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("Namespace is required"))
 	} else if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("Namespace %q: %v", o.Namespace, msgs))
+	}
+	if len(o.Identity) > maxIdentity {
+		errs = append(errs, fmt.Errorf("Identity is longer than %d characters", maxIdentity))
 	}
 	if len(o.NamePrefix) > 20 {
 		errs = append(errs, fmt.Errorf("NamePrefix %q is longer than 20 characters", o.NamePrefix))

@@ -2,11 +2,14 @@ package dedup
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,6 +31,8 @@ type Recorder struct {
 	locker lease.Interface
 	opts   Options
 	m      *metrics
+	nonce  string        // random part of this Recorder's write ids
+	seq    atomic.Uint64 // sequence part of its write ids
 
 	mu      sync.Mutex
 	groups  map[string]*group // fingerprint -> incidents waiting to be counted
@@ -52,9 +57,12 @@ type waiter struct {
 	res  Result
 	err  error
 	// taken is set while a write that counts this incident is in flight;
-	// gone once its caller stopped waiting; tried once an attempt started
+	// gone once its caller's context ended (a caller whose incident is
+	// taken still waits for the answer); tried once an attempt started
 	// while it was pending. All are guarded by Recorder.mu.
 	taken, gone, tried bool
+	// cause is why the caller's context ended, once gone.
+	cause error
 }
 
 // New returns a Recorder that writes RemediationRequests through c, which
@@ -78,11 +86,16 @@ func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, erro
 	if err != nil {
 		return nil, err
 	}
+	var nonce [4]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("dedup: draw write id: %w", err)
+	}
 	return &Recorder{
 		c:      c,
 		locker: locker,
 		opts:   opts,
 		m:      m,
+		nonce:  hex.EncodeToString(nonce[:]),
 		groups: make(map[string]*group),
 		names:  make(map[string]string),
 	}, nil
@@ -92,8 +105,15 @@ func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, erro
 // fingerprint: if no worker runs for it, this call starts one. The worker
 // runs on a context of its own, not any one caller's (a caller that gives
 // up must not abort the write for the others); it is bounded by the attempt
-// budget and the per-request deadlines of the client. After Close, Record
-// fails with ErrUnavailable wrapping ErrClosed.
+// budget, the per-request deadlines of the client and the bounded reads
+// that resolve an ambiguous write. After Close, Record fails with
+// ErrUnavailable wrapping ErrClosed.
+//
+// When ctx ends before the incident was taken into a write, Record returns
+// at once with ErrNotRecorded: it was not counted. Once taken, Record waits
+// for the write's answer whatever ctx says, since only that answer tells
+// whether the incident was counted: returning early would turn a counted
+// signal into an error, which the sender retries into a double count.
 func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
 	if len(in.Fingerprint) != 64 {
 		return Result{}, fmt.Errorf("dedup: fingerprint %q is not 64 hex digits", in.Fingerprint)
@@ -124,20 +144,28 @@ func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
 	case <-ctx.Done():
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	select {
 	case <-w.done:
 		// Answered while the context ended: the answer is the truth.
+		r.mu.Unlock()
 		return w.res, w.err
 	default:
 	}
-	w.gone = true
+	w.gone, w.cause = true, context.Cause(ctx)
 	if !w.taken {
 		g.pending = slices.DeleteFunc(g.pending, func(p *waiter) bool { return p == w })
+		r.mu.Unlock()
+		return Result{}, notRecorded(w)
 	}
-	// If the incident was taken, the write in flight may still count it:
-	// that is the "count may exceed acknowledged signals" case.
-	return Result{}, fmt.Errorf("dedup: fingerprint %s: %w", in.Fingerprint, context.Cause(ctx))
+	r.mu.Unlock()
+	// The write that counts it is in flight; putBack answers it with
+	// ErrNotRecorded if that write turns out not to have counted it.
+	<-w.done
+	return w.res, w.err
+}
+
+func notRecorded(w *waiter) error {
+	return fmt.Errorf("%w: fingerprint %s: %w", ErrNotRecorded, w.in.Fingerprint, w.cause)
 }
 
 // Close stops new batches and waits, until ctx ends, for the workers in
@@ -301,16 +329,37 @@ func (r *Recorder) take(g *group) []*waiter {
 	return batch
 }
 
-// putBack returns incidents whose write failed to the front of the
-// pending list, for the next attempt, minus those whose callers left.
+// putBack returns incidents whose write did not count them to the front of
+// the pending list, for the next attempt. Those whose callers' contexts
+// ended meanwhile are answered ErrNotRecorded instead: they were not
+// counted, and their callers are waiting for exactly that answer.
 func (r *Recorder) putBack(g *group, batch []*waiter) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	kept := slices.DeleteFunc(batch, func(w *waiter) bool { return w.gone })
+	kept := slices.DeleteFunc(slices.Clone(batch), func(w *waiter) bool {
+		if w.gone {
+			r.answer(w, Result{}, notRecorded(w))
+		}
+		return w.gone
+	})
 	for _, w := range kept {
 		w.taken = false
 	}
 	g.pending = append(kept, g.pending...)
+}
+
+// unknown answers the incidents of an ambiguous write whose outcome could
+// not be read back with ErrUnknownOutcome, and ends the loop: the API
+// server could not be read, so the others pending fail with ErrUnavailable
+// (they were not counted).
+func (r *Recorder) unknown(batch []*waiter, what string, writeErr, readErr error) (string, error) {
+	err := fmt.Errorf("%w: %s: %w; reading it back failed: %w", ErrUnknownOutcome, what, writeErr, readErr)
+	r.mu.Lock()
+	for _, w := range batch {
+		r.answer(w, Result{}, err)
+	}
+	r.mu.Unlock()
+	return resultUnknown, backoff.Permanent(fmt.Errorf("%w: %s: outcome unknown: %w", ErrUnavailable, what, readErr))
 }
 
 // answer completes one Record call. Recorder.mu must not be needed by the
@@ -328,16 +377,34 @@ func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, 
 		return resultIdle, nil
 	}
 	first := batch[0]
-	rr := r.newRequest(first.in, next, token)
+	id := r.writeID()
+	rr := r.newRequest(first.in, next, token, id)
 	log := logr.FromContextOrDiscard(ctx).WithValues("remediationRequest", rr.Name)
 	if err := r.c.Create(ctx, rr); err != nil {
-		r.putBack(g, batch)
-		if apierrors.IsAlreadyExists(err) {
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			r.putBack(g, batch)
 			// Read it at once: the next attempt counts into it.
 			r.remember(fp, rr.Name)
 			return resultExists, backoff.RetryAfter(0, errExists)
+		case !ambiguous(err):
+			r.putBack(g, batch)
+			return resultError, backoff.Permanent(fmt.Errorf("%w: create %s: %w", ErrUnavailable, rr.Name, err))
 		}
-		return resultError, backoff.Permanent(fmt.Errorf("%w: create %s: %w", ErrUnavailable, rr.Name, err))
+		got, rerr := r.readBack(ctx, rr.Name)
+		switch {
+		case rerr != nil:
+			r.putBack(g, batch[1:]) // not part of this write
+			return r.unknown(batch[:1], "create "+rr.Name, err, rerr)
+		case got == nil || got.Annotations[v1alpha1.AnnotationWriteID] != id:
+			// Not created, or created by another writer: count into it
+			// on the next attempt.
+			log.V(1).Info("Create failed and was not applied", "error", err.Error())
+			r.putBack(g, batch)
+			return resultNotApplied, errNotApplied
+		}
+		log.V(1).Info("Create failed but was applied", "error", err.Error())
+		rr = got
 	}
 	r.remember(fp, rr.Name)
 	r.m.batch.Observe(1)
@@ -371,13 +438,38 @@ func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.Remediati
 			d.SignalNames = append(d.SignalNames, w.in.Signal.Name)
 		}
 	}
+	id := r.writeID()
+	d.RecentWrites = appendWrite(d.RecentWrites, id)
 	rr.Status.Deduplication = &d
 	if err := r.c.Status().Update(ctx, rr); err != nil {
-		r.putBack(g, batch)
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			r.putBack(g, batch)
 			return resultConflict, errConflict
+		case !ambiguous(err):
+			r.putBack(g, batch)
+			return resultError, backoff.Permanent(fmt.Errorf("%w: update %s: %w", ErrUnavailable, rr.Name, err))
 		}
-		return resultError, backoff.Permanent(fmt.Errorf("%w: update %s: %w", ErrUnavailable, rr.Name, err))
+		got, rerr := r.readBack(ctx, rr.Name)
+		if rerr != nil {
+			return r.unknown(batch, "update "+rr.Name, err, rerr)
+		}
+		applied := got != nil && slices.Contains(got.EffectiveDeduplication().RecentWrites, id)
+		// Every update appends one id and adds at least one to the count.
+		// If ours was applied and then pushed out of the ring, at least
+		// MaxRecentWrites updates followed it, so the count reached
+		// ours + MaxRecentWrites; below that, an absent id means not
+		// applied. At or above it, absence proves nothing.
+		if !applied && got != nil && got.EffectiveDeduplication().OccurrenceCount >= d.OccurrenceCount+v1alpha1.MaxRecentWrites {
+			return r.unknown(batch, "update "+rr.Name, err,
+				fmt.Errorf("%d later writes may have pushed the write id out of status.deduplication.recentWrites", v1alpha1.MaxRecentWrites))
+		}
+		if !applied {
+			logr.FromContextOrDiscard(ctx).V(1).Info("Update failed and was not applied", "remediationRequest", rr.Name, "error", err.Error())
+			r.putBack(g, batch)
+			return resultNotApplied, errNotApplied
+		}
+		logr.FromContextOrDiscard(ctx).V(1).Info("Update failed but was applied", "remediationRequest", rr.Name, "error", err.Error())
 	}
 	r.m.batch.Observe(float64(len(batch)))
 	logr.FromContextOrDiscard(ctx).V(1).Info("Counted duplicate signals", "remediationRequest", rr.Name, "added", len(batch), "occurrenceCount", d.OccurrenceCount)
@@ -470,7 +562,7 @@ func Name(prefix, fp string, gen int64) string {
 	return fmt.Sprintf("%s-%s-%d", prefix, fp[:20], gen)
 }
 
-func (r *Recorder) newRequest(in Incident, gen int64, token string) *v1alpha1.RemediationRequest {
+func (r *Recorder) newRequest(in Incident, gen int64, token, writeID string) *v1alpha1.RemediationRequest {
 	rr := &v1alpha1.RemediationRequest{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: r.opts.Namespace,
@@ -480,11 +572,12 @@ func (r *Recorder) newRequest(in Incident, gen int64, token string) *v1alpha1.Re
 				v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(in.Target),
 				v1alpha1.LabelGeneration:  strconv.FormatInt(gen, 10),
 			},
+			Annotations: map[string]string{v1alpha1.AnnotationWriteID: writeID},
 		},
 		Spec: RequestSpec(in),
 	}
 	if token != "" {
-		rr.Annotations = map[string]string{v1alpha1.AnnotationFencingToken: token}
+		rr.Annotations[v1alpha1.AnnotationFencingToken] = token
 	}
 	return rr
 }

@@ -35,6 +35,7 @@ var rrResource = schema.GroupResource{Group: "leasehold.dev", Resource: "remedia
 type env struct {
 	rec   *Recorder
 	c     client.Client
+	inner client.Client // the fake behind c, without the hooks
 	locks *leasetest.Fake
 	clock *clocktesting.FakeClock
 	reg   *prometheus.Registry
@@ -47,6 +48,11 @@ type env struct {
 	onUpdate func(obj client.Object) error
 	onList   func() error
 	onGet    func() error
+	// After-hooks run once the fake served a write, with its error; they
+	// return the error the Recorder sees, so that a write can be applied
+	// and its answer lost.
+	afterCreate func(inner client.WithWatch, err error) error
+	afterUpdate func(inner client.Client, err error) error
 }
 
 func newEnv(t *testing.T, opts Options) *env {
@@ -56,46 +62,55 @@ func newEnv(t *testing.T, opts Options) *env {
 		t.Fatal(err)
 	}
 	e := &env{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)), reg: prometheus.NewRegistry()}
-	e.c = fake.NewClientBuilder().WithScheme(scheme).
-		WithStatusSubresource(&v1alpha1.RemediationRequest{}).
-		WithInterceptorFuncs(interceptor.Funcs{
-			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-				e.gets.Add(1)
-				if e.onGet != nil {
-					if err := e.onGet(); err != nil {
-						return err
-					}
+	inner := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&v1alpha1.RemediationRequest{}).Build()
+	e.inner = inner
+	e.c = interceptor.NewClient(inner, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			e.gets.Add(1)
+			if e.onGet != nil {
+				if err := e.onGet(); err != nil {
+					return err
 				}
-				return c.Get(ctx, key, obj, opts...)
-			},
-			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-				e.lists.Add(1)
-				if e.onList != nil {
-					if err := e.onList(); err != nil {
-						return err
-					}
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			e.lists.Add(1)
+			if e.onList != nil {
+				if err := e.onList(); err != nil {
+					return err
 				}
-				return c.List(ctx, list, opts...)
-			},
-			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-				e.creates.Add(1)
-				if e.onCreate != nil {
-					if err := e.onCreate(c, obj); err != nil {
-						return err
-					}
+			}
+			return c.List(ctx, list, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			e.creates.Add(1)
+			if e.onCreate != nil {
+				if err := e.onCreate(c, obj); err != nil {
+					return err
 				}
-				return c.Create(ctx, obj, opts...)
-			},
-			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-				e.updates.Add(1)
-				if e.onUpdate != nil {
-					if err := e.onUpdate(obj); err != nil {
-						return err
-					}
+			}
+			err := c.Create(ctx, obj, opts...)
+			if e.afterCreate != nil {
+				err = e.afterCreate(c, err)
+			}
+			return err
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			e.updates.Add(1)
+			if e.onUpdate != nil {
+				if err := e.onUpdate(obj); err != nil {
+					return err
 				}
-				return c.Status().Update(ctx, obj, opts...)
-			},
-		}).Build()
+			}
+			err := c.Status().Update(ctx, obj, opts...)
+			if e.afterUpdate != nil {
+				err = e.afterUpdate(c, err)
+			}
+			return err
+		},
+	})
 	e.locks = leasetest.New(t, lease.Options{})
 	opts.Namespace = testNS
 	opts.Clock = e.clock
@@ -512,8 +527,8 @@ func TestCallerThatLeavesIsNotCounted(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return e.attempts(resultHeld) >= 1 })
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	if err := <-done; !errors.Is(err, ErrNotRecorded) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want ErrNotRecorded and context.Canceled", err)
 	}
 	e.locks.Free(in.Fingerprint)
 	// The worker wakes from its wait, finds nobody left and stops.
@@ -582,6 +597,7 @@ func TestOptionsValidation(t *testing.T) {
 		"bad lock mode":   {Namespace: "a", Lock: "sometimes"},
 		"negative delay":  {Namespace: "a", CriticalSectionDelay: -time.Second},
 		"negative budget": {Namespace: "a", MaxAttempts: -1},
+		"long identity":   {Namespace: "a", Identity: strings.Repeat("g", 254)},
 	} {
 		if _, err := New(c, locks, opts); err == nil {
 			t.Errorf("%s: New accepted %+v", name, opts)

@@ -155,7 +155,7 @@ func run(cmd *cobra.Command, f flags) error {
 		if err != nil {
 			return err
 		}
-		rec, err := dedup.New(crClient, locker, dedup.Options{Namespace: f.namespace, Registerer: reg, Logger: log})
+		rec, err := dedup.New(crClient, locker, dedup.Options{Namespace: f.namespace, Identity: f.identity, Registerer: reg, Logger: log})
 		if err != nil {
 			return errors.Join(err, locker.Close())
 		}

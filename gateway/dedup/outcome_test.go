@@ -1,0 +1,555 @@
+package dedup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/leasehold/leasehold/api/v1alpha1"
+)
+
+// A connection reset after the request was sent, as the HTTP client
+// reports it.
+func resetErr(method string) error {
+	return &url.Error{Op: method, URL: "https://apiserver/apis/leasehold.dev/v1alpha1/x",
+		Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
+}
+
+// A connection refused: nothing was sent.
+var refusedErr = &url.Error{Op: "Put", URL: "https://apiserver/apis/leasehold.dev/v1alpha1/x",
+	Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+
+func TestAmbiguous(t *testing.T) {
+	wrap := func(err error) error { return &url.Error{Op: "Put", URL: "https://apiserver/x", Err: err} }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"conflict", apierrors.NewConflict(rrResource, "x", errors.New("changed")), false},
+		{"forbidden", apierrors.NewForbidden(rrResource, "x", errors.New("no")), false},
+		{"service unavailable", apierrors.NewServiceUnavailable("etcd down"), false},
+		{"too many requests", apierrors.NewTooManyRequests("slow down", 1), false},
+		{"invalid", apierrors.NewBadRequest("bad"), false},
+		{"gateway timeout", apierrors.NewTimeoutError("etcd slow", 1), true},
+		{"504 without a status body", apierrors.NewGenericServerResponse(504, "PUT", rrResource, "x", "", 0, false), true},
+		{"server timeout", apierrors.NewServerTimeout(rrResource, "update", 1), true},
+		{"internal error", apierrors.NewInternalError(errors.New("etcdserver: request timed out")), true},
+		{"wrapped internal error", fmt.Errorf("update: %w", apierrors.NewInternalError(errors.New("x"))), true},
+		{"connection reset", resetErr("Put"), true},
+		{"EOF", wrap(io.EOF), true},
+		{"unexpected EOF", wrap(io.ErrUnexpectedEOF), true},
+		{"http2 connection lost", wrap(errors.New("http2: client connection lost")), true},
+		{"per-request deadline", wrap(context.DeadlineExceeded), true},
+		{"bare deadline", context.DeadlineExceeded, true},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{"broken pipe", os.NewSyscallError("write", syscall.EPIPE), true},
+		{"dial refused", refusedErr, false},
+		{"dial timeout", wrap(&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}), false},
+		{"bare refused", syscall.ECONNREFUSED, false},
+		{"encoding error", errors.New("no kind is registered for the type"), false},
+	} {
+		if got := ambiguous(tc.err); got != tc.want {
+			t.Errorf("%s: ambiguous(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// bump is another replica's count update: one more occurrence and its own
+// write id.
+func bump(t *testing.T, c client.Client, name, id string) {
+	t.Helper()
+	var rr v1alpha1.RemediationRequest
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: name}, &rr); err != nil {
+		t.Error(err) // on the worker goroutine: no Fatal
+		return
+	}
+	d := rr.EffectiveDeduplication()
+	d.OccurrenceCount++
+	d.RecentWrites = appendWrite(d.RecentWrites, id)
+	rr.Status.Deduplication = &d
+	if err := c.Status().Update(context.Background(), &rr); err != nil {
+		t.Error(err)
+	}
+}
+
+// batchOf records n concurrent incidents that all join one batch: the
+// first attempt's read (hold) waits until all n are pending. It steps the
+// fake clock while they run.
+func (e *env) batchOf(t *testing.T, n int, hold *func() error) ([]Result, []error) {
+	t.Helper()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	*hold = func() error {
+		select {
+		case entered <- struct{}{}:
+			<-release
+		default:
+		}
+		return nil
+	}
+	results, errs := make([]Result, n), make([]error, n)
+	var wg sync.WaitGroup
+	wg.Go(func() { results[0], errs[0] = e.rec.Record(context.Background(), incident("A")) })
+	<-entered
+	for i := 1; i < n; i++ {
+		wg.Go(func() { results[i], errs[i] = e.rec.Record(context.Background(), incident("A")) })
+	}
+	waitFor(t, func() bool {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		g := e.rec.groups[incident("A").Fingerprint]
+		return g != nil && len(g.pending) == n
+	})
+	*hold = nil
+	close(release)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitFor(t, func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			if e.clock.HasWaiters() {
+				e.clock.Step(2 * time.Second)
+			}
+			return false
+		}
+	})
+	e.idle(t)
+	return results, errs
+}
+
+// An update the API server applied but whose answer was lost is read back
+// and found: every caller of the batch gets its Duplicate, and nothing is
+// written twice.
+func TestAppliedUpdateWithLostAnswerCountsOnce(t *testing.T) {
+	e := newEnv(t, Options{})
+	first, err := e.record(t, incident("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost atomic.Bool
+	e.afterUpdate = func(_ client.Client, err error) error {
+		if err == nil && lost.CompareAndSwap(false, true) {
+			return resetErr("Put")
+		}
+		return err
+	}
+	gets := e.gets.Load()
+	results, errs := e.batchOf(t, 3, &e.onGet)
+	if n := e.gets.Load() - gets; n != 2 {
+		t.Errorf("gets = %d, want 2 (the attempt's read and one read back)", n)
+	}
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if results[i] != (Result{Outcome: Duplicate, Name: first.Name, OccurrenceCount: 4}) {
+			t.Errorf("caller %d: %+v, want duplicate with count 4", i, results[i])
+		}
+	}
+	if !lost.Load() || e.updates.Load() != 1 {
+		t.Fatalf("answer lost %v, updates %d; want true and exactly 1", lost.Load(), e.updates.Load())
+	}
+	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 4 {
+		t.Fatalf("occurrenceCount = %d, want 4", got)
+	}
+	if e.attempts(resultNotApplied) != 0 || e.attempts(resultUnknown) != 0 {
+		t.Errorf("attempts: not applied %d unknown %d, want 0 and 0", e.attempts(resultNotApplied), e.attempts(resultUnknown))
+	}
+}
+
+// A create the API server applied but whose answer was lost: its creator
+// gets Created, the rest of the batch is counted into it once.
+func TestAppliedCreateWithLostAnswerCountsOnce(t *testing.T) {
+	e := newEnv(t, Options{})
+	var lost atomic.Bool
+	e.afterCreate = func(_ client.WithWatch, err error) error {
+		if err == nil && lost.CompareAndSwap(false, true) {
+			return resetErr("Post")
+		}
+		return err
+	}
+	results, errs := e.batchOf(t, 3, &e.onList)
+	created, dup := 0, 0
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		switch {
+		case results[i].Outcome == Created && results[i].OccurrenceCount == 1:
+			created++
+		case results[i].Outcome == Duplicate && results[i].OccurrenceCount == 3:
+			dup++
+		default:
+			t.Errorf("caller %d: %+v", i, results[i])
+		}
+	}
+	if created != 1 || dup != 2 {
+		t.Fatalf("created %d duplicate %d, want 1 and 2", created, dup)
+	}
+	if !lost.Load() || e.creates.Load() != 1 || e.updates.Load() != 1 {
+		t.Fatalf("answer lost %v, creates %d, updates %d; want true, 1, 1", lost.Load(), e.creates.Load(), e.updates.Load())
+	}
+	rr := e.get(t, results[0].Name)
+	if got := rr.EffectiveDeduplication().OccurrenceCount; got != 3 {
+		t.Fatalf("occurrenceCount = %d, want 3", got)
+	}
+	if rr.Annotations[v1alpha1.AnnotationWriteID] == "" {
+		t.Error("the create recorded no write id")
+	}
+}
+
+// A write reset before the API server applied it is read back, not found,
+// and retried: counted once.
+func TestWriteNotAppliedIsRetried(t *testing.T) {
+	t.Run("update", func(t *testing.T) {
+		e := newEnv(t, Options{})
+		first, err := e.record(t, incident("A"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resets atomic.Int32
+		e.onUpdate = func(client.Object) error {
+			if resets.Add(1) == 1 {
+				return resetErr("Put")
+			}
+			return nil
+		}
+		res, err := e.record(t, incident("A"))
+		if err != nil || res != (Result{Outcome: Duplicate, Name: first.Name, OccurrenceCount: 2}) {
+			t.Fatalf("%+v, %v; want duplicate with count 2", res, err)
+		}
+		if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 2 {
+			t.Fatalf("occurrenceCount = %d, want 2", got)
+		}
+		if e.attempts(resultNotApplied) != 1 || e.updates.Load() != 2 {
+			t.Errorf("not applied attempts %d, updates %d; want 1 and 2", e.attempts(resultNotApplied), e.updates.Load())
+		}
+	})
+	t.Run("create", func(t *testing.T) {
+		e := newEnv(t, Options{})
+		var resets atomic.Int32
+		e.onCreate = func(client.WithWatch, client.Object) error {
+			if resets.Add(1) == 1 {
+				return resetErr("Post")
+			}
+			return nil
+		}
+		res, err := e.record(t, incident("A"))
+		if err != nil || res.Outcome != Created || res.OccurrenceCount != 1 {
+			t.Fatalf("%+v, %v; want created with count 1", res, err)
+		}
+		if got := e.get(t, res.Name).EffectiveDeduplication().OccurrenceCount; got != 1 {
+			t.Fatalf("occurrenceCount = %d, want 1", got)
+		}
+		if e.attempts(resultNotApplied) != 1 || e.creates.Load() != 2 {
+			t.Errorf("not applied attempts %d, creates %d; want 1 and 2", e.attempts(resultNotApplied), e.creates.Load())
+		}
+	})
+}
+
+// When no read succeeds, the outcome stays unknown: the caller gets
+// ErrUnknownOutcome, after exactly resolveReads reads.
+func TestUnreadableOutcomeIsUnknown(t *testing.T) {
+	e := newEnv(t, Options{})
+	first, err := e.record(t, incident("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	var readsBack atomic.Int32
+	e.afterUpdate = func(_ client.Client, err error) error {
+		failing.Store(true)
+		return resetErr("Put")
+	}
+	e.onGet = func() error {
+		if failing.Load() {
+			readsBack.Add(1)
+			return resetErr("Get")
+		}
+		return nil
+	}
+	_, err = e.record(t, incident("A"))
+	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotRecorded) {
+		t.Fatalf("err = %v, want ErrUnknownOutcome only", err)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("err = %v does not wrap the write's error", err)
+	}
+	if n := readsBack.Load(); n != resolveReads {
+		t.Errorf("reads back = %d, want exactly %d", n, resolveReads)
+	}
+	if e.attempts(resultUnknown) != 1 || e.updates.Load() != 1 {
+		t.Errorf("unknown attempts %d, updates %d; want 1 and 1", e.attempts(resultUnknown), e.updates.Load())
+	}
+	// The write was applied: that is why the answer could not be 503.
+	e.onGet = nil
+	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 2 {
+		t.Errorf("occurrenceCount = %d, want 2", got)
+	}
+}
+
+// An update's id leaves the ring after MaxRecentWrites later updates; an
+// absent id then proves nothing, and the count tells when that can be.
+func TestRingOverflowRule(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		applied      bool // our update reached storage before its answer was lost
+		others       int  // other replicas' updates before the read back
+		wantErr      error
+		wantCount    int64 // answered
+		wantInStore  int64
+		wantNotAppld int
+	}{
+		// Our update set the count to 2; 15 more leave its id in the ring.
+		{name: "applied, 15 later writes", applied: true, others: 15, wantCount: 2, wantInStore: 17},
+		// 16 more push it out, and the count (18) reaches 2 + 16.
+		{name: "applied, 16 later writes", applied: true, others: 16, wantErr: ErrUnknownOutcome, wantInStore: 18},
+		// Not applied, 16 others: the count is 17, below 2 + 16, so the
+		// absent id proves it was not applied; retried once.
+		{name: "not applied, 16 other writes", others: 16, wantCount: 18, wantInStore: 18, wantNotAppld: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			first, err := e.record(t, incident("A"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			others := func() {
+				for i := range tc.others {
+					bump(t, e.inner, first.Name, fmt.Sprintf("gw-1/00000000-%d", i+1))
+				}
+			}
+			if tc.applied {
+				e.afterUpdate = func(_ client.Client, err error) error {
+					if err != nil {
+						return err
+					}
+					once.Do(func() { others(); err = resetErr("Put") })
+					return err
+				}
+			} else {
+				e.onUpdate = func(client.Object) error {
+					var err error
+					once.Do(func() { others(); err = resetErr("Put") })
+					return err
+				}
+			}
+			res, err := e.record(t, incident("A"))
+			switch {
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			case tc.wantErr == nil && err != nil:
+				t.Fatal(err)
+			case tc.wantErr == nil && res.OccurrenceCount != tc.wantCount:
+				t.Fatalf("answered count %d, want %d", res.OccurrenceCount, tc.wantCount)
+			}
+			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantInStore {
+				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantInStore)
+			}
+			if got := e.attempts(resultNotApplied); got != tc.wantNotAppld {
+				t.Errorf("not applied attempts = %d, want %d", got, tc.wantNotAppld)
+			}
+		})
+	}
+}
+
+// A refused connection sent nothing: the error is definite, no read back.
+func TestRefusedConnectionIsDefinite(t *testing.T) {
+	e := newEnv(t, Options{})
+	first, err := e.record(t, incident("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.onUpdate = func(client.Object) error { return refusedErr }
+	gets := e.gets.Load()
+	_, err = e.record(t, incident("A"))
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if n := e.gets.Load() - gets; n != 1 {
+		t.Errorf("gets = %d, want 1 (the attempt's read, no read back)", n)
+	}
+	if e.attempts(resultError) != 1 || e.updates.Load() != 1 {
+		t.Errorf("error attempts %d, updates %d; want 1 and 1", e.attempts(resultError), e.updates.Load())
+	}
+	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 1 {
+		t.Errorf("occurrenceCount = %d, want 1", got)
+	}
+}
+
+// A caller whose context ends while the write counting its incident is in
+// flight waits for that write's answer: the real one, not a guess.
+func TestCallerWaitsForWriteInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		writeErr  error
+		wantErr   error
+		wantCount int64
+	}{
+		{name: "applied", wantCount: 2},
+		{name: "conflict", writeErr: apierrors.NewConflict(rrResource, "x", errors.New("changed")), wantErr: ErrNotRecorded, wantCount: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			first, err := e.record(t, incident("A"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			e.onUpdate = func(client.Object) error {
+				var err error
+				once.Do(func() {
+					close(entered)
+					<-release
+					err = tc.writeErr
+				})
+				return err
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			type out struct {
+				res Result
+				err error
+			}
+			done := make(chan out, 1)
+			go func() {
+				res, err := e.rec.Record(ctx, incident("A"))
+				done <- out{res, err}
+			}()
+			<-entered // the incident is taken: its write is in flight
+			cancel()
+			select {
+			case o := <-done:
+				t.Fatalf("Record returned (%+v, %v) while its write was in flight", o.res, o.err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(release)
+			o := <-done
+			switch {
+			case tc.wantErr == nil && (o.err != nil || o.res != (Result{Outcome: Duplicate, Name: first.Name, OccurrenceCount: 2})):
+				t.Fatalf("%+v, %v; want duplicate with count 2", o.res, o.err)
+			case tc.wantErr != nil && (!errors.Is(o.err, tc.wantErr) || !errors.Is(o.err, context.Canceled)):
+				t.Fatalf("err = %v, want %v and context.Canceled", o.err, tc.wantErr)
+			}
+			waitFor(t, func() bool {
+				if e.clock.HasWaiters() {
+					e.clock.Step(2 * time.Second)
+				}
+				e.rec.mu.Lock()
+				defer e.rec.mu.Unlock()
+				return len(e.rec.groups) == 0
+			})
+			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantCount {
+				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantCount)
+			}
+		})
+	}
+}
+
+// A caller whose deadline passes before its incident is taken is not
+// counted, and says so.
+func TestCallerDeadlineBeforeWriteIsNotRecorded(t *testing.T) {
+	e := newEnv(t, Options{Lock: LockUpdates})
+	first, err := e.record(t, incident("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := incident("A")
+	e.locks.Hold(in.Fingerprint)
+	ctx, expire := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.rec.Record(ctx, in)
+		done <- err
+	}()
+	waitFor(t, func() bool { return e.attempts(resultHeld) >= 1 })
+	expire(context.DeadlineExceeded) // as the request's deadline would
+	if err := <-done; !errors.Is(err, ErrNotRecorded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrNotRecorded and context.DeadlineExceeded", err)
+	}
+	e.locks.Free(in.Fingerprint)
+	waitFor(t, func() bool {
+		if e.clock.HasWaiters() {
+			e.clock.Step(2 * time.Second)
+		}
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		return len(e.rec.groups) == 0
+	})
+	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 1 {
+		t.Fatalf("occurrenceCount = %d, want 1", got)
+	}
+	if e.updates.Load() != 0 {
+		t.Fatalf("updates = %d, want 0", e.updates.Load())
+	}
+}
+
+// Every write carries an id: the create in an annotation, each update in
+// the ring of recent writes, which keeps the newest MaxRecentWrites.
+func TestWriteIDs(t *testing.T) {
+	e := newEnv(t, Options{Identity: "gw-0"})
+	const n = 20
+	for range n {
+		if _, err := e.record(t, incident("A")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rr := e.get(t, Name("rr", incident("A").Fingerprint, 1))
+	prefix := "gw-0/" + e.rec.nonce + "-"
+	if got := rr.Annotations[v1alpha1.AnnotationWriteID]; got != prefix+"1" {
+		t.Errorf("create write id = %q, want %q", got, prefix+"1")
+	}
+	ring := rr.EffectiveDeduplication().RecentWrites
+	if len(ring) != v1alpha1.MaxRecentWrites {
+		t.Fatalf("recent writes = %d, want %d", len(ring), v1alpha1.MaxRecentWrites)
+	}
+	// Writes 2..20 were updates; the ring holds the newest 16, newest last.
+	for i, id := range ring {
+		if want := fmt.Sprintf("%s%d", prefix, n-v1alpha1.MaxRecentWrites+1+i); id != want {
+			t.Errorf("ring[%d] = %q, want %q", i, id, want)
+		}
+	}
+	if len(e.rec.nonce) != 8 {
+		t.Errorf("random part %q is not 8 hex digits", e.rec.nonce)
+	}
+}
+
+func TestAppendWrite(t *testing.T) {
+	var ring []string
+	for i := range v1alpha1.MaxRecentWrites {
+		ring = appendWrite(ring, fmt.Sprint(i))
+	}
+	if len(ring) != v1alpha1.MaxRecentWrites || ring[0] != "0" {
+		t.Fatalf("ring = %v", ring)
+	}
+	full := slices.Clone(ring)
+	next := appendWrite(ring, "new")
+	if len(next) != v1alpha1.MaxRecentWrites || next[0] != "1" || next[len(next)-1] != "new" {
+		t.Fatalf("after one more: %v, want 1..15 then new", next)
+	}
+	if !slices.Equal(ring, full) {
+		t.Fatalf("appendWrite changed its input: %v", ring)
+	}
+	if got := strings.Join(appendWrite(nil, "a"), ","); got != "a" {
+		t.Fatalf("empty ring: %q", got)
+	}
+}
