@@ -196,6 +196,11 @@ func (cp *ControlPlane) Kubeconfig() []byte { return cp.env.KubeConfig }
 // APIServerURL is the API server's secure address.
 func (cp *ControlPlane) APIServerURL() string { return cp.Config.Host }
 
+// EtcdURL is etcd's client address: plain HTTP without authentication,
+// where etcd also serves its JSON gateway (/v3/kv/range, /v3/watch). It
+// stays the same across RestartEtcd.
+func (cp *ControlPlane) EtcdURL() string { return cp.env.ControlPlane.Etcd.URL.String() }
+
 // RestartAPIServer stops the API server and starts it again on the same
 // port with the same certificates; etcd keeps running. Open watches are
 // ended by the stopping server, so clients see them close and must watch

@@ -43,3 +43,25 @@ func ExampleStart() {
 	}
 	fmt.Println(len(w.AddedAfter(faultAt)), "executions started after the fault")
 }
+
+// Watch the executions of a namespace in etcd itself, so that a restart of
+// the API server during the test leaves no gap.
+func ExampleStartEtcd() {
+	ctx := context.Background()
+	etcdURL := "http://127.0.0.1:2379" // controlplane.ControlPlane.EtcdURL()
+	w, err := overlap.StartEtcd(ctx, etcdURL,
+		overlap.EtcdKey(v1alpha1.GroupVersion.Group, "workflowexecutions", "demo"),
+		"executions", overlap.DecodeExecution, overlap.Executions)
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+
+	// ... restart the API server, let the system run, list what it wrote,
+	// and wait until w.CaughtUp(listed) ...
+
+	r := w.Result(nil)
+	if r.MaxActiveAny > 1 || len(r.Gaps) > 0 {
+		fmt.Println(r.Violations, r.Gaps)
+	}
+}
