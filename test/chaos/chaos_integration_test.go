@@ -71,6 +71,14 @@ type fault struct {
 	killed map[*replica]bool
 	held   []leaseRef
 	notes  []string
+	// after run once the storm is over: faults that last as long as it.
+	after []func() error
+}
+
+func (f *fault) afterStorm(fn func() error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.after = append(f.after, fn)
 }
 
 // hit records a Lease a victim held when the fault began.
@@ -214,14 +222,15 @@ var scenarios = []scenario{
 					}
 				})
 			}
-			err := onBoth(c, func(r *replica, prefix string) error { return pauseHolder(ctx, c, f, r, prefix) })
-			// Keep sweeping until the storm is over: the sweepers run
-			// through the recovery too.
-			_ = wait(ctx, 2*leaseDuration)
-			cancel()
-			swept.Wait()
-			f.note("sweepers deleted %d Leases", counts[0]+counts[1]+counts[2]+counts[3])
-			return errors.Join(append(errs, err)...)
+			// The sweepers run on through the recovery, until the storm is
+			// over.
+			f.afterStorm(func() error {
+				cancel()
+				swept.Wait()
+				f.note("sweepers deleted %d Leases", counts[0]+counts[1]+counts[2]+counts[3])
+				return errors.Join(errs...)
+			})
+			return onBoth(c, func(r *replica, prefix string) error { return pauseHolder(ctx, c, f, r, prefix) })
 		},
 	},
 }
@@ -348,7 +357,7 @@ func setupLines() []string {
 	return []string{
 		fmt.Sprintf("System: %d gateway and %d orchestrator processes and the simulated executor (executions take 1 s), one real kube-apiserver and etcd, all on one 2-core machine; %v leases; replica 0 of each service reaches the API server through a TCP proxy the test controls.", replicas, replicas, leaseDuration),
 		fmt.Sprintf("Storm per run: %d alerts about %d workloads at %d/s (concurrency %d) through `storm.Run`, which retries 503s and failed attempts on the next gateway, as Alertmanager does; beside it, %d requests on each of %d shared targets created directly, so executions queue per target.", stormSignals, stormFingerprints, stormRate, stormConcurrency, directRequests, directTargets),
-		"Checks per run, each of which fails the run: every signal acknowledged (lost = never acknowledged, or acknowledged and not counted); no incident with two requests in progress at any moment, seen by a watch replaying every change in commit order; acknowledged <= occurrenceCount <= sent per incident (exact in the control run); every request Completed; at most one active WorkflowExecution per target at every change; no Lease still renewed once all work is done; no replica exited unless killed; every replica stops cleanly on SIGTERM.",
+		"Checks per run, each of which fails the run: every signal acknowledged (lost = never acknowledged, or acknowledged and not counted); no incident with two requests in progress at any moment, seen by a watch of etcd replaying every change in commit order; acknowledged <= occurrenceCount <= sent per incident (exact in the control run); every request Completed; at most one active WorkflowExecution per target at every change; no Lease still renewed once all work is done; no replica exited unless killed; every replica stops cleanly on SIGTERM.",
 		"Recovery: from the fault's end (the kill, SIGCONT, the server back, the partition healed) until every Lease the victims held at the fault was released or taken over and a WorkflowExecution started after the fault's end.",
 		"Abandoned Leases: left by killed or cut-off holders, expired (unchanged for a lease duration), deleted by `leasehold locks sweep` or taken over on next use.",
 	}
@@ -362,12 +371,15 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
 
 	c := newCluster(t, fmt.Sprintf("chaos-%s-%d", sc.Name, run), sc.opts)
-	requests, err := overlap.Start(ctx, cli, c.ns, "requests", func() client.ObjectList { return &v1alpha1.RemediationRequestList{} }, overlap.Requests)
+	// The watches read etcd itself: an API server restart would make a
+	// watch through it miss the changes made meanwhile.
+	group := v1alpha1.GroupVersion.Group
+	requests, err := overlap.StartEtcd(ctx, cp.EtcdURL(), overlap.EtcdKey(group, "remediationrequests", c.ns), "requests", overlap.DecodeRequest, overlap.Requests)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer requests.Close()
-	executions, err := overlap.Start(ctx, cli, c.ns, "executions", func() client.ObjectList { return &v1alpha1.WorkflowExecutionList{} }, overlap.Executions)
+	executions, err := overlap.StartEtcd(ctx, cp.EtcdURL(), overlap.EtcdKey(group, "workflowexecutions", c.ns), "executions", overlap.DecodeExecution, overlap.Executions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,6 +425,11 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 	}
 
 	out := <-stormDone
+	for _, fn := range f.after {
+		if err := fn(); err != nil {
+			fail("fault: %v", err)
+		}
+	}
 	if out.err != nil {
 		fail("storm: %v", out.err)
 	}
