@@ -101,7 +101,9 @@ type Options struct {
 	// ClockOffset (test only) is added to every wall-clock reading of this
 	// replica: the timestamps it writes (condition transitions, the
 	// completion time of an execution it times out or cancels) and its
-	// timeout decisions, as if its host clock were off by that much.
+	// retention decisions, as if its host clock were off by that much.
+	// Timeouts count on this replica's clock from when it first saw an
+	// execution, so the offset does not move them.
 	ClockOffset time.Duration
 }
 

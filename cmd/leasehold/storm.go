@@ -34,7 +34,7 @@ func newStormCommand() *cobra.Command {
 to the gateways at --target, round-robin, at most --concurrency at a time, and
 reports the answers: outcomes by HTTP code, retries, latency percentiles and
 throughput. 429 and 5xx answers and connection errors are retried, as
-Alertmanager does, honouring Retry-After.
+Alertmanager retries them; unlike Alertmanager, the storm honours Retry-After.
 
 By default signals go as fast as --concurrency allows. With --rate N the
 storm is paced: signal i is first sent no earlier than i/N seconds after the

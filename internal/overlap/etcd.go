@@ -216,7 +216,7 @@ func (s *etcdSource) run(ctx context.Context) {
 		}
 		failures++
 		delay := s.policy.Calculate(failures)
-		log.Info("etcd watch broken; watching again", "fromRevision", s.next, "attempt", failures, "delay", delay, "err", err)
+		log.Info("etcd watch broken; watching again", "fromRevision", s.next, "attempt", failures, "delay", delay, "error", err)
 		timer := s.clock.NewTimer(delay)
 		select {
 		case <-ctx.Done():

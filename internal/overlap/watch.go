@@ -84,7 +84,11 @@ func start(ctx context.Context, cli client.WithWatch, namespace, what string, ne
 				return
 			case ev, ok := <-rw.ResultChan():
 				if !ok {
-					replay.Gap(fmt.Sprintf("the watch of %s ended early: later changes were not checked", what))
+					// Close stops the RetryWatcher too; only a stream that
+					// ended on its own is a gap.
+					if wctx.Err() == nil {
+						replay.Gap(fmt.Sprintf("the watch of %s ended early: later changes were not checked", what))
+					}
 					return
 				}
 				switch ev.Type {

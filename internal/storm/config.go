@@ -14,6 +14,9 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/gateway"
+	"github.com/leasehold/leasehold/gateway/dedup"
 )
 
 // Payload is the kind of signal a storm sends.
@@ -30,14 +33,18 @@ const (
 
 // Defaults applied to zero fields of Config.
 const (
-	DefaultSignals         = 100
-	DefaultMaxConcurrency  = 100
-	DefaultFingerprints    = 1
-	DefaultCluster         = "local"
-	DefaultNamespace       = "storm"
-	DefaultMaxRetries      = 20
-	DefaultMaxRetryAfter   = 5 * time.Second
-	DefaultRequestTimeout  = 30 * time.Second
+	DefaultSignals        = 100
+	DefaultMaxConcurrency = 100
+	DefaultFingerprints   = 1
+	DefaultCluster        = "local"
+	DefaultNamespace      = "storm"
+	DefaultMaxRetries     = 20
+	DefaultMaxRetryAfter  = 5 * time.Second
+	// DefaultRequestTimeout outlasts the longest a gateway with default
+	// settings takes to answer: its request deadline plus the time a write
+	// in flight at that deadline may take to learn its outcome. An attempt
+	// abandoned earlier would be retried while its count may still land.
+	DefaultRequestTimeout  = gateway.DefaultRequestTimeout + dedup.MaxOutcomeWait + 10*time.Second
 	DefaultMaxIdle         = 10 * time.Second
 	DefaultMinIdle         = time.Second
 	DefaultRetryBasePeriod = 100 * time.Millisecond
@@ -97,7 +104,7 @@ type Config struct {
 	// sized for Concurrency. Its Timeout should be zero: RequestTimeout
 	// bounds each attempt.
 	HTTPClient *http.Client
-	// RequestTimeout bounds each attempt. Default 30s.
+	// RequestTimeout bounds each attempt. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
 	// NoRetry sends each signal once. By default a signal answered 429 or

@@ -54,8 +54,8 @@ type Report struct {
 	Retries  int `json:"retries"`
 	// RetriedSignals counts signals sent more than once.
 	RetriedSignals int `json:"retriedSignals"`
-	// RetriesByCause splits Retries by what caused them: "503", "429",
-	// "connection".
+	// RetriesByCause splits Retries by what caused them: the status code
+	// of a retried answer ("503", "504", "429") or "connection".
 	RetriesByCause map[string]int `json:"retriesByCause"`
 	// MaxAttempts is the most attempts any one signal took.
 	MaxAttempts int `json:"maxAttempts"`

@@ -168,7 +168,12 @@ func newCluster(t *testing.T, ns string, o clusterOptions) *cluster {
 		wg.Go(func() { errs[i] = c.start(t.Context(), r) })
 	}
 	wg.Wait()
-	t.Cleanup(func() { c.stopAll() })
+	t.Cleanup(func() {
+		c.stopAll()
+		if t.Failed() {
+			c.logTails()
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +245,12 @@ func (c *cluster) gatewayURLs() []string {
 	return out
 }
 
-// stopAll stops every process that still runs and fails the test for one
-// that did not exit cleanly on SIGTERM: a replica that survived its fault
-// must also shut down properly. Logs of a failed test are kept in the log.
-func (c *cluster) stopAll() {
+// stopAll stops every process that still runs and returns a failure for
+// each that did not exit cleanly on SIGTERM: a replica that survived its
+// fault must also shut down properly. Stop is idempotent, so the test's
+// cleanup calling it again only reaps what a failed run left.
+func (c *cluster) stopAll() []string {
+	var failures []string
 	for _, r := range c.all() {
 		p := r.process()
 		if p == nil {
@@ -251,18 +258,21 @@ func (c *cluster) stopAll() {
 		}
 		select {
 		case <-p.Done():
-			continue // killed by the scenario, or died: checked elsewhere
+			continue // killed by the scenario, or died: checkAlive reports that
 		default:
 		}
 		if err := p.Stop(45 * time.Second); err != nil {
-			c.t.Errorf("%s: stop: %v\n%s", r.name, err, p.Tail(4096))
+			failures = append(failures, fmt.Sprintf("%s: stop: %v\n%s", r.name, err, p.Tail(4096)))
 		}
 	}
-	if c.t.Failed() {
-		for _, r := range c.all() {
-			if p := r.process(); p != nil {
-				c.t.Logf("--- %s, end of its log (%s):\n%s", r.name, p.LogPath(), p.Tail(3000))
-			}
+	return failures
+}
+
+// logTails logs the end of every replica's log, for a failed run.
+func (c *cluster) logTails() {
+	for _, r := range c.all() {
+		if p := r.process(); p != nil {
+			c.t.Logf("--- %s, end of its log (%s):\n%s", r.name, p.LogPath(), p.Tail(3000))
 		}
 	}
 }

@@ -34,9 +34,8 @@ type Result struct {
 	// missing from the counts.
 	Lost int
 	// BoundsHeld: for every incident, acknowledged <= occurrenceCount <=
-	// sent. CountsExact: occurrenceCount == sent for every incident.
-	BoundsHeld  bool
-	CountsExact bool
+	// sent.
+	BoundsHeld bool
 	// DirectRequests were created on shared targets beside the storm, so
 	// that several requests queue for one target.
 	DirectRequests int
@@ -52,7 +51,9 @@ type Result struct {
 	// for the sweeper.
 	LeasesHeld      int
 	LeasesAbandoned int
-	Duration        time.Duration
+	// Swept counts the Leases the scenario's sweepers deleted.
+	Swept    int
+	Duration time.Duration
 }
 
 // Passed reports whether every check held.
@@ -84,7 +85,7 @@ func WriteReport(w io.Writer, meta ReportMeta, scenarios []Scenario, results []R
 	for _, s := range meta.Setup {
 		fmt.Fprintf(&b, "- %s\n", s)
 	}
-	b.WriteString("\n| scenario | passed | signals sent | RRs expected / found | successive RRs | duplicates | lost | count bounds held | max active WFEs per target | recovery (median, max) | Leases left held | abandoned Leases |\n")
+	b.WriteString("\n| scenario | passed | signals sent | incidents: RRs expected / found | successive RRs | duplicates | lost | count bounds held | max active WFEs per target | recovery (median, max) | Leases left held | abandoned Leases |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	by := map[string][]Result{}
 	for _, r := range results {
@@ -105,7 +106,15 @@ func WriteReport(w io.Writer, meta ReportMeta, scenarios []Scenario, results []R
 	}
 	b.WriteString("\nSums over the runs, except max active WFEs (the largest) and recovery.\n\n## Scenarios\n\n")
 	for _, s := range scenarios {
-		fmt.Fprintf(&b, "- **%s**: %s\n", s.Name, s.Fault)
+		fmt.Fprintf(&b, "- **%s**: %s", s.Name, s.Fault)
+		swept := 0
+		for _, r := range by[s.Name] {
+			swept += r.Swept
+		}
+		if swept > 0 {
+			fmt.Fprintf(&b, " Over the runs the sweepers deleted %d Leases.", swept)
+		}
+		b.WriteString("\n")
 	}
 	var failed []Result
 	for _, r := range results {
@@ -154,7 +163,7 @@ func (a *aggregate) add(r Result) {
 	}
 }
 
-// recovery renders the median and the largest recovery, or a dash when no
+// recovery renders the median and the largest recovery, or n/a when no
 // run had a fault that ends.
 func (a *aggregate) recovery() string {
 	if len(a.recoveries) == 0 {

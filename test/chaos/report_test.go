@@ -8,7 +8,7 @@ import (
 
 func TestWriteReportAggregatesRuns(t *testing.T) {
 	scenarios := []Scenario{{Name: "kill", Fault: "kill -9"}, {Name: "control", Fault: "none"}, {Name: "unrun", Fault: "never ran"}}
-	ok := Result{Scenario: "kill", SignalsSent: 600, Incidents: 30, IncidentsFound: 30, Successive: 4, BoundsHeld: true, MaxActiveWFE: 1, Recovery: 5 * time.Second, LeasesAbandoned: 1}
+	ok := Result{Scenario: "kill", Swept: 2, SignalsSent: 600, Incidents: 30, IncidentsFound: 30, Successive: 4, BoundsHeld: true, MaxActiveWFE: 1, Recovery: 5 * time.Second, LeasesAbandoned: 1}
 	failed := ok
 	failed.Run, failed.Lost, failed.BoundsHeld, failed.MaxActiveWFE, failed.Recovery = 2, 3, false, 2, 7*time.Second
 	failed.Failures = []string{"3 signals never acknowledged"}
@@ -25,7 +25,8 @@ func TestWriteReportAggregatesRuns(t *testing.T) {
 		"- setup line",
 		"| kill | 1/2 | 1200 | 60 / 60 | 8 | 0 | 3 | 1/2 | 2 | 6.0 s, 7.0 s | 0 | 2 |",
 		"| control | 1/1 | 600 | 30 / 30 | 0 | 0 | 0 | 1/1 | 1 | n/a | 0 | 0 |",
-		"- **kill**: kill -9",
+		"- **kill**: kill -9 Over the runs the sweepers deleted 4 Leases.",
+		"- **control**: none\n",
 		"- kill, run 2:\n  - 3 signals never acknowledged",
 	} {
 		if !strings.Contains(out, want) {
