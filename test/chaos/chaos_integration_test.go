@@ -24,13 +24,16 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// The storm of every run: 600 alerts about 30 workloads, 40 a second over
-// 15 s, so that each fault lands while signals arrive. Executions take 1 s,
-// so incidents finish during the storm and later signals open the next
-// request of the same incident.
+// The storm of every run: 620 alerts about 31 workloads, 40 a second over
+// 15.5 s, so that each fault lands while signals arrive. The storm sends
+// signal i to gateway i mod 3 first; 31 incidents, not a multiple of 3,
+// spread each incident's signals over all three gateways, so that they
+// race each other for every incident. Executions take 1 s, so incidents
+// finish during the storm and later signals open the next request of the
+// same incident.
 const (
-	stormSignals      = 600
-	stormFingerprints = 30
+	stormSignals      = 620
+	stormFingerprints = 31
 	stormRate         = 40
 	stormConcurrency  = 50
 )
@@ -413,14 +416,15 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 	}
 	// Recovery is measured from the fault's end; the Lease poll starts now.
 	type moved struct {
-		at  time.Time
-		err error
+		at   time.Time
+		each map[leaseRef]time.Time
+		err  error
 	}
 	movedCh := make(chan moved, 1)
 	if !f.end.IsZero() {
 		go func() {
-			at, err := c.waitLeasesMoved(ctx, f.held, 90*time.Second)
-			movedCh <- moved{at, err}
+			at, each, err := c.waitLeasesMoved(ctx, f.held, 90*time.Second)
+			movedCh <- moved{at, each, err}
 		}()
 	}
 
@@ -454,6 +458,9 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 
 	if !f.end.IsZero() {
 		m := <-movedCh
+		for ref, at := range m.each {
+			t.Logf("Lease %s of %s moved %.1f s after the fault's end", ref.name, ref.holder, at.Sub(f.end).Seconds())
+		}
 		first := executions.AddedAfter(f.end)
 		switch {
 		case m.err != nil:

@@ -352,12 +352,13 @@ type leaseRef struct {
 
 // waitLeasesMoved polls until none of refs still exists with the same
 // holder: each was released (deleted) or taken over. It returns when that
-// happened.
-func (c *cluster) waitLeasesMoved(ctx context.Context, refs []leaseRef, timeout time.Duration) (time.Time, error) {
+// happened, and when each one moved.
+func (c *cluster) waitLeasesMoved(ctx context.Context, refs []leaseRef, timeout time.Duration) (time.Time, map[leaseRef]time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	moved := map[leaseRef]time.Time{}
 	for {
 		ls, err := c.leases(ctx)
 		if err == nil {
@@ -365,19 +366,22 @@ func (c *cluster) waitLeasesMoved(ctx context.Context, refs []leaseRef, timeout 
 			for _, l := range ls {
 				byName[l.Name] = l
 			}
-			stuck := 0
+			now := time.Now()
 			for _, ref := range refs {
-				if l, ok := byName[ref.name]; ok && holder(l) == ref.holder {
-					stuck++
+				if _, done := moved[ref]; done {
+					continue
+				}
+				if l, ok := byName[ref.name]; !ok || holder(l) != ref.holder {
+					moved[ref] = now
 				}
 			}
-			if stuck == 0 {
-				return time.Now(), nil
+			if len(moved) == len(refs) {
+				return now, moved, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("Leases held at the fault were neither released nor taken over within %v", timeout)
+			return time.Time{}, moved, fmt.Errorf("Leases held at the fault were neither released nor taken over within %v", timeout)
 		case <-tick.C:
 		}
 	}
