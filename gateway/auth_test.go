@@ -221,8 +221,9 @@ func TestTokenReviewShared(t *testing.T) {
 	}
 }
 
-// A request whose deadline passes while it waits for a review is a 504;
-// the review itself goes on for the others.
+// A request whose deadline passes while it waits for a review is a 503
+// with Retry-After: nothing was counted, so the sender may send it again.
+// The review itself goes on for the others.
 func TestAuthDeadline(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RequestTimeout = 20 * time.Millisecond })
 	// The review outlives the request (it is shared), so that the only
@@ -230,7 +231,16 @@ func TestAuthDeadline(t *testing.T) {
 	e.srv.auth.timeout = time.Hour
 	e.tokens.gate = make(chan struct{})
 	defer close(e.tokens.gate)
-	decodeProblem(t, e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a"))), http.StatusGatewayTimeout, ProblemDeadline)
+	rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
+	if got := rec.Header().Get("Retry-After"); got == "" {
+		t.Error("no Retry-After on the 503")
+	}
+	decodeProblem(t, rec, http.StatusServiceUnavailable, ProblemDeadline)
+	e.dedup.mu.Lock()
+	defer e.dedup.mu.Unlock()
+	if n := len(e.dedup.incidents); n != 0 {
+		t.Errorf("incidents recorded = %d, want 0", n)
+	}
 }
 
 func TestInsecureNoAuthWarns(t *testing.T) {

@@ -89,8 +89,10 @@ type Config struct {
 	BatchConcurrency int
 
 	// RequestTimeout is the deadline of every request, applied to its
-	// context; a request still recording when it passes is answered 504.
-	// Default 10s.
+	// context. A signal not yet taken into a write when it passes is
+	// answered 503 (not counted); one whose write is in flight is answered
+	// with that write's outcome once known, up to dedup.MaxOutcomeWait
+	// later. Default 10s.
 	RequestTimeout time.Duration
 
 	// RetryAfter is the value of the Retry-After header on 503 answers,
@@ -111,7 +113,9 @@ type Config struct {
 	TLSKeyFile  string
 
 	// ShutdownTimeout bounds the graceful shutdown: the time in-flight
-	// requests get to finish once the server stops accepting. Default 15s.
+	// requests get to finish once the server stops accepting. Requests
+	// whose signals are in a write then still wait for its outcome, up to
+	// dedup.MaxOutcomeWait more. Default 15s.
 	ShutdownTimeout time.Duration
 
 	// Registerer receives the metrics (all named gateway_*). Nil means the

@@ -46,14 +46,16 @@
 // (dedup.ErrBusy), the API server failed (dedup.ErrUnavailable), too many
 // signals are in flight (MaxInFlight), or the request's deadline
 // (RequestTimeout) passed before the entry was taken into a write
-// (dedup.ErrNotRecorded; problem type deadline-exceeded); 504 without
-// Retry-After only when the entry may have been counted: a write failed
-// without an answer and reading it back failed too (dedup.ErrUnknownOutcome;
-// problem type unavailable), or a Deduplicator that does not say ran into
-// the deadline (deadline-exceeded); 500 for anything else. An entry whose
-// write is in flight when the deadline passes is answered with that
-// write's outcome, late. When several entries failed, an unknown outcome
-// decides the answer. This follows the senders: Alertmanager treats any 2xx as delivered,
+// (dedup.ErrNotRecorded) or while the token was still being reviewed
+// (problem type deadline-exceeded for both); 504 without Retry-After only
+// when the entry may have been counted: a write failed without saying
+// whether it was applied and reading it back did not settle it
+// (dedup.ErrUnknownOutcome; problem type unavailable), or a Deduplicator
+// that does not say ran into the deadline (deadline-exceeded); 500 for
+// anything else. An entry whose write is in flight when the deadline
+// passes is answered with that write's outcome, up to dedup.MaxOutcomeWait
+// late. When several entries failed, an unknown outcome decides the
+// answer. This follows the senders: Alertmanager treats any 2xx as delivered,
 // resends the whole webhook after a 5xx (ignoring Retry-After) and drops it
 // after a 4xx. So answering 2xx for a partly recorded webhook would lose the
 // rest, every failure worth retrying is a 5xx (an API server that cannot
@@ -102,7 +104,11 @@
 // # Shutdown
 //
 // Serve, once its context ends, fails /readyz, stops accepting, and gives
-// the requests in flight ShutdownTimeout to finish; then it cancels them.
-// It returns after the last handler has returned, so the caller may then
-// close what the handlers used (the deduplicator's locker).
+// the requests in flight ShutdownTimeout to finish; then it cancels them
+// and closes their connections. A handler whose entry is in a write still
+// waits for that write's outcome (at most dedup.MaxOutcomeWait), so that
+// the write is never abandoned half-known. Serve returns after the last
+// handler has returned, up to ShutdownTimeout + dedup.MaxOutcomeWait after
+// its context ended, so the caller may then close what the handlers used
+// (the deduplicator's locker).
 package gateway

@@ -268,10 +268,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // then shuts down gracefully: /readyz fails at once, ln is closed, idle
 // connections are closed, and in-flight requests get ShutdownTimeout to
 // finish. Requests still running then have their contexts cancelled and
-// their connections closed. Serve returns only after every handler has
-// returned, so that the caller can then release what the handlers used
-// (the locker): nil after a graceful shutdown, an error if the listener
-// failed or the shutdown timed out. Serve may be called once; it closes ln.
+// their connections closed; a handler whose signal is in a write still
+// waits for that write's outcome, up to dedup.MaxOutcomeWait. Serve
+// returns only after every handler has returned, so that the caller can
+// then release what the handlers used (the locker): nil after a graceful
+// shutdown, an error if the listener failed or the shutdown timed out.
+// Serve may be called once; it closes ln.
 //
 // Request contexts carry the values of ctx (a logger, for instance) but not
 // its cancellation: ending ctx starts a graceful shutdown, it does not abort
@@ -326,9 +328,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	if shutdownErr != nil {
-		// Out of time: abort what is left. The handlers' contexts end, so
-		// they return promptly; their callers see connection errors and
-		// retry elsewhere.
+		// Out of time: abort what is left. The handlers' contexts end and
+		// their connections close, so their callers see connection errors
+		// and retry elsewhere (a signal whose write was applied is then
+		// counted again: the price of a shutdown that outlasts
+		// ShutdownTimeout). A handler not yet in a write returns at once;
+		// one whose signal is in a write still waits for that write, up to
+		// dedup.MaxOutcomeWait, and drain below waits for it, so that the
+		// caller releases the locker only after the last write.
 		hardStop()
 		_ = srv.Close()
 	}

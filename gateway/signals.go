@@ -146,7 +146,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	d, err := s.auth.authenticate(ctx, token)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			writeProblem(w, newProblem(r, http.StatusGatewayTimeout, ProblemDeadline, "the request deadline passed while validating the token"))
+			// Nothing was recorded yet: a 503 the sender may retry, like any
+			// signal whose deadline passed before it was taken into a write.
+			w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
+			writeProblem(w, newProblem(r, http.StatusServiceUnavailable, ProblemDeadline,
+				"the request deadline passed while validating the token; the signal was not counted and may be sent again"))
 			return r, false
 		}
 		log.Error(err, "authenticate")
@@ -190,8 +194,11 @@ func (s *Server) invalidPayload(w http.ResponseWriter, r *http.Request, err erro
 // losing an acknowledged signal is the invariant.
 //
 // The answer is about the first failed entry, unless another entry's
-// outcome is unknown: then it is that one's 504, so that the answer never
-// claims "not counted" for a payload part of which may have been.
+// outcome is unknown: then it is that one's 504, so that an answer never
+// says "not counted" about an entry that may have been. A 503 speaks for
+// its failed entry only: entries of the payload that succeeded were
+// counted, and are counted again when the sender retries the whole
+// payload (the over-count above).
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, items []signal.Item) {
 	ctx := r.Context()
 	entries := s.process(ctx, items)

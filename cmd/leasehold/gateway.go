@@ -95,7 +95,8 @@ then the locks still held are released.`,
 	fl.StringVar(&f.identity, "identity", gatewayDefaultIdentity(), "identity of this replica in Leases; POD_NAME if set, else the hostname")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest request body accepted")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "signals recorded at once, beyond which requests are answered 503")
-	fl.DurationVar(&f.requestTimeout, "request-timeout", gateway.DefaultRequestTimeout, "deadline of one request; past it the answer is 504")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", gateway.DefaultRequestTimeout,
+		fmt.Sprintf("deadline of one request: a signal not yet being written is then answered 503 (not counted); one being written is answered with its write's outcome, up to %s later", dedup.MaxOutcomeWait))
 	fl.BoolVar(&f.insecureNoAuth, "insecure-no-auth", false, "accept signals without authentication (local runs only)")
 	fl.BoolVar(&f.accessReview, "access-review", false, "also require permission to create remediationrequests.leasehold.dev in --namespace")
 	fl.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve HTTPS with this certificate (with --tls-key-file)")
@@ -274,9 +275,13 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 	fmt.Fprintf(cmd.OutOrStdout(), "gateway listening on %s://%s identity=%s namespace=%s auth=%s\n",
 		scheme, ln.Addr(), f.identity, f.namespace, srv.AuthMode())
 	err = srv.Serve(ctx, ln)
-	// The handlers have returned, but a worker may still be writing for a
-	// caller that gave up; the locks are released only after it is done.
-	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.requestTimeout)
+	// Serve returned after the last handler, and a handler whose signal
+	// was in a write waited for that write's outcome; so no worker is
+	// still writing for a caller. What a worker may still do (a read, a
+	// backoff wait, releasing a lock) ends well within MaxOutcomeWait,
+	// which bounds a write and its read back. The locks are released only
+	// after the workers are done.
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), dedup.MaxOutcomeWait)
 	defer cancel()
 	if cerr := recorder.Close(drain); cerr != nil {
 		err = errors.Join(err, cerr)

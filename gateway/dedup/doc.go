@@ -73,32 +73,43 @@
 // # Writes whose outcome is unknown
 //
 // A write can fail after the API server applied it: the connection is reset
-// or the response lost, or the per-request deadline passes while the server
-// works. Answering such a failure with ErrUnavailable would make the sender
-// retry a signal that was counted, and count it twice. So every write
-// carries a write id, "<Options.Identity>/<random>-<sequence>": a create in
-// the annotation leasehold.dev/write-id, a count update in
-// status.deduplication.recentWrites, which keeps the last 16. A failure
-// that leaves the outcome open (a server timeout or internal error, or a
-// transport error after the request may have been sent; a refused
-// connection sent nothing) is resolved by reading the request back, up to
-// 10 reads spaced 100ms doubling to 1s:
+// or the response lost, or a deadline passes while the server works.
+// Answering such a failure with ErrUnavailable would make the sender retry
+// a signal that was counted, and count it twice. So every write carries a
+// write id, "<Options.Identity>/<random>-<sequence>": a create in the
+// annotation leasehold.dev/write-id, a count update in
+// status.deduplication.recentWrites, which keeps the last 16.
+//
+// A failed write is taken as not applied only when its error proves it: an
+// API status the server answers before storage (400, 401, 403, 404, 409,
+// 422, 429 and a few more; a 503 only with the server's own Status body,
+// not a proxy's), a failure to connect, or an error the client raised
+// before sending. Every other error, recognised or not, leaves the outcome
+// open and is resolved by reading the request back, up to 6 reads spaced
+// 100ms doubling to 1s:
 //
 //   - the id is there: the write was applied, and the batch is answered as
 //     after a success;
-//   - the read succeeds and the id is not there: it was not applied, and
-//     the batch is retried, at the cost of one attempt;
-//   - no read succeeds: the batch is answered ErrUnknownOutcome, the only
-//     error after which an incident may have been counted.
+//   - the read succeeds and the id is provably not there: it was not
+//     applied, and the batch is retried, at the cost of one attempt;
+//   - no read succeeds, or the read cannot prove absence: the batch is
+//     answered ErrUnknownOutcome, the only error after which an incident
+//     may have been counted.
 //
 // An update's id leaves the ring once 16 later updates landed. Each of them
 // adds at least one to the count, so an absent id with a count below ours
-// + 16 means not applied; at or above that the outcome is unknown.
+// + 16 means not applied; at or above that the outcome is unknown. An
+// empty ring on a request that changed since the update's read proves
+// nothing either: an API server whose CRD predates the field drops it (the
+// gateway was upgraded before the CRD), and so would an older writer.
 //
-// A caller whose context ends before its incident was taken into a write
-// gets ErrNotRecorded: not counted. Once taken, the caller waits for the
-// write's answer instead, bounded by the client's per-request deadline and
-// the reads above (each read has its own 5s deadline).
+// Every read and write has a deadline of its own on Options.Clock (5s per
+// read, 10s per write), since client-go may retry one call internally on a
+// 429 or 5xx with Retry-After. A caller whose context ends before its
+// incident was taken into a write gets ErrNotRecorded: not counted. Once
+// taken, the caller waits for the write's answer instead, at most
+// MaxOutcomeWait (the write's deadline and the reads above) past the end
+// of its context.
 //
 // # What is not guaranteed
 //
@@ -115,8 +126,16 @@
 // occurrenceCount <= sent.
 //
 // The ring assumes that every writer of status.deduplication keeps
-// recentWrites: a writer built before the field existed drops it, and
-// an update whose id it dropped reads back as not applied.
+// recentWrites. A writer built before the field existed drops it; once a
+// newer writer has appended to the emptied ring again, an update whose id
+// was dropped reads back as not applied.
+//
+// client-go retries a write inside one call after a 5xx answer that
+// carries Retry-After (the API server's ServerTimeout does). If the first
+// try was applied, the retry fails with Conflict (an update) or
+// AlreadyExists (a create), which reads as "not applied", and the batch is
+// counted again. Only a client that does not retry writes closes that
+// window.
 //
 // The name fence assumes that the highest generation of a fingerprint is
 // never deleted, so that "max + 1" cannot go backwards; the orchestrator's

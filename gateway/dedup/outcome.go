@@ -3,38 +3,55 @@ package dedup
 import (
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/backoff"
 )
 
-// Reading a request back after an ambiguous write: at most resolveReads
-// reads, spaced 100ms doubling to 1s (6.5s of waits in all), each bounded
-// by resolveReadTimeout so that the worker, and the callers waiting for
-// the write, cannot hang on a client without deadlines.
+// Deadlines of the Recorder's own API calls, measured on Options.Clock.
+// The client's per-request deadline (kubeclient's 5s) bounds one round
+// trip only: client-go retries a request inside one call after a 429 or
+// 5xx that carries Retry-After, up to 10 times, so a call without a
+// deadline of its own can last minutes.
+//
+// A write is given writeTimeout; when it passes, the write's outcome is
+// unknown and it is read back. Reading an ambiguous write back takes at
+// most resolveReads reads, each bounded by readTimeout (as is every other
+// read), spaced by resolvePolicy: 100ms doubling to 1s, resolveWaits in
+// all.
 const (
-	resolveReads       = 10
-	resolveReadTimeout = 5 * time.Second
+	writeTimeout = 10 * time.Second
+	readTimeout  = 5 * time.Second
+	resolveReads = 6
+	resolveWaits = (100 + 200 + 400 + 800 + 1000) * time.Millisecond
+
+	// readBackBudget bounds reading one ambiguous write back.
+	readBackBudget = resolveReads*readTimeout + resolveWaits
 )
 
-// MaxOutcomeWait bounds how long a write in flight when its callers'
-// deadline passed keeps them waiting for its outcome: the write's own
-// request deadline (the client's, at most resolveReadTimeout by
-// kubeclient's default), then reading it back. A server answering such
-// callers must allow this much past its request deadline.
-const MaxOutcomeWait = resolveReadTimeout + resolveReads*resolveReadTimeout + 7*time.Second
+// MaxOutcomeWait bounds how long Record keeps a caller waiting after the
+// caller's context ended, when its incident was already taken into a
+// write: that write's deadline (10s) and then reading it back (6 reads of
+// at most 5s, with 2.5s of waits between them). Past it, the caller has
+// its answer: counted, not counted (ErrNotRecorded) or ErrUnknownOutcome.
+// A server that passes its request context to Record must allow this much
+// past its own deadline before giving up on the answer, and a process
+// shutting down must allow it before abandoning the handlers still
+// waiting.
+const MaxOutcomeWait = writeTimeout + readBackBudget
 
 // resolvePolicy spaces the reads. No jitter: one replica's reads of one
 // request do not collide with anyone.
@@ -52,49 +69,98 @@ var resolvePolicy = func() backoff.Policy {
 // applied; the batch is retried like after a conflict.
 var errNotApplied = errors.New("write not applied")
 
+// bounded runs call with a context that also ends d after now on the
+// Recorder's clock (so that tests drive it with a fake clock), and returns
+// call's error, marked as a deadline (context.DeadlineExceeded) if that
+// deadline ended it.
+func (r *Recorder) bounded(ctx context.Context, d time.Duration, call func(context.Context) error) error {
+	expired := fmt.Errorf("no answer within %s: %w", d, context.DeadlineExceeded)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := r.opts.Clock.NewTimer(d)
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-t.C():
+			cancel(expired)
+		case <-finished:
+		}
+	}()
+	err := call(ctx)
+	close(finished)
+	t.Stop()
+	if err != nil && context.Cause(ctx) == expired && !errors.Is(err, expired) {
+		err = fmt.Errorf("%w: %w", expired, err)
+	}
+	return err
+}
+
 // ambiguous reports whether a failed write may still have been applied by
-// the API server. An answer with an API status is definite (the server
-// refused it), except a timeout or an internal error, after which the
-// write may have reached storage. A transport error after the request may
-// have been sent (reset, EOF, a lost HTTP/2 connection, the per-request
-// deadline) is ambiguous; a failure to connect is definite, since nothing
-// was sent. Any other error (one the client made before sending, such as
-// an encoding error) is definite.
+// the API server. It is ambiguous unless the error proves otherwise: a
+// write answered as applied is counted, one wrongly taken as not applied
+// is sent again and counted twice, so an error this function does not
+// recognise (client-go reports a lost response body as a plain formatted
+// error, a lost HTTP/2 connection as a plain errors.New) must cost a read
+// back, never a double count. Definite (not applied) are:
+//
+//   - an API status the server answers only without applying the write
+//     (see refused);
+//   - a failure to connect: nothing was sent;
+//   - an error the client raised before sending (the object could not be
+//     encoded or mapped to a resource).
 func ambiguous(err error) bool {
 	if err == nil {
 		return false
 	}
 	var s apierrors.APIStatus
 	if errors.As(err, &s) {
-		st := s.Status()
-		switch {
-		case st.Code == http.StatusGatewayTimeout, st.Code == http.StatusInternalServerError:
-			return true
-		case st.Reason == metav1.StatusReasonTimeout, st.Reason == metav1.StatusReasonServerTimeout,
-			st.Reason == metav1.StatusReasonInternalError:
-			return true
-		}
-		return false
+		return !refused(s.Status())
 	}
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
 		return false
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return false // only a dial is refused
+		return false // only connect(2) is refused
 	}
-	if _, ok := errors.AsType[*url.Error](err); ok {
-		return true // the HTTP client failed the request: lost connections of every kind
+	if runtime.IsNotRegisteredError(err) || runtime.IsMissingKind(err) || runtime.IsMissingVersion(err) ||
+		meta.IsNoMatchError(err) {
+		return false
 	}
-	if _, ok := errors.AsType[net.Error](err); ok {
+	return true
+}
+
+// refused reports whether an API status says the write was not applied.
+// The codes below are answered by the API server before the write reaches
+// storage (validation, admission, authorization, preconditions, flow
+// control). A 503 is definite only with a Status body, that is from the
+// API server itself: a proxy in front of it (the only source of a 503
+// without one, which client-go marks CauseTypeUnexpectedServerResponse)
+// may have forwarded the write before failing. 408, 500, 502, 504 and the
+// Timeout, ServerTimeout and InternalError reasons, and every code not
+// listed, are ambiguous: the write may have reached storage.
+func refused(st metav1.Status) bool {
+	switch st.Reason {
+	case metav1.StatusReasonTimeout, metav1.StatusReasonServerTimeout, metav1.StatusReasonInternalError:
+		return false
+	}
+	switch st.Code {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusNotAcceptable, http.StatusConflict, http.StatusGone,
+		http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity,
+		http.StatusTooManyRequests:
 		return true
-	}
-	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.EPIPE,
-		context.DeadlineExceeded, context.Canceled} {
-		if errors.Is(err, target) {
-			return true
-		}
+	case http.StatusServiceUnavailable:
+		return !unexpectedResponse(st)
 	}
 	return false
+}
+
+// unexpectedResponse reports whether client-go made st up from an answer
+// that carried no API Status.
+func unexpectedResponse(st metav1.Status) bool {
+	return st.Details != nil && slices.ContainsFunc(st.Details.Causes, func(c metav1.StatusCause) bool {
+		return c.Type == metav1.CauseTypeUnexpectedServerResponse
+	})
 }
 
 // writeID returns a new id for one create or count update, unique across
@@ -119,19 +185,55 @@ func appendWrite(ring []string, id string) []string {
 	return ring
 }
 
+// absenceProvesNothing returns why got, read back after an ambiguous
+// count update that was based on cur, set the count to count and carried
+// write id id, cannot tell whether that update was applied; nil when it
+// can (the id is in the ring, or its absence means not applied).
+func absenceProvesNothing(cur, got *v1alpha1.RemediationRequest, count int64, id string) error {
+	if got == nil {
+		return nil // deleted: an update needs the request, so it was not applied
+	}
+	d := got.EffectiveDeduplication()
+	if slices.Contains(d.RecentWrites, id) {
+		return nil
+	}
+	// Every update appends one id and adds at least one to the count. If
+	// ours was applied and then pushed out of the ring, at least
+	// MaxRecentWrites updates followed it, so the count reached
+	// ours + MaxRecentWrites; below that, an absent id means not applied.
+	if d.OccurrenceCount >= count+v1alpha1.MaxRecentWrites {
+		return fmt.Errorf("%d later writes may have pushed the write id out of status.deduplication.recentWrites", v1alpha1.MaxRecentWrites)
+	}
+	// An empty ring on a request that changed since the update's read: the
+	// API server drops recentWrites when its CRD predates the field (the
+	// gateway was upgraded before the CRD), and so does a writer built
+	// before it. Either can hide an applied update, and the count cannot
+	// tell: a request counted by such writers only looks exactly like one
+	// that our update reached. A request that did not change (same
+	// resourceVersion) proves the update was not applied, since it changes
+	// the count; so does an id missing from a ring that is not empty, given
+	// that every writer keeps the ring (see the package documentation).
+	if len(d.RecentWrites) == 0 && got.ResourceVersion != cur.ResourceVersion {
+		return errors.New("status.deduplication.recentWrites is empty although the request changed since it was read " +
+			"(a CRD without the field, or a writer that drops it): the write id cannot be looked up")
+	}
+	return nil
+}
+
 // readBack reads the request name after an ambiguous write. It returns the
 // request from the first read that succeeds (nil if it does not exist), or
-// the last read's error if none of resolveReads reads succeeded.
+// the last read's error if none of resolveReads reads succeeded. It takes
+// at most readBackBudget.
 //
 // The answer is final for writes the API server has finished with when the
 // read is served. A write it is still processing then (the client gave up
 // first) could land after the read; see the package documentation.
 func (r *Recorder) readBack(ctx context.Context, name string) (*v1alpha1.RemediationRequest, error) {
 	return backoff.Retry(ctx, func(ctx context.Context) (*v1alpha1.RemediationRequest, error) {
-		ctx, cancel := context.WithTimeout(ctx, resolveReadTimeout)
-		defer cancel()
 		var rr v1alpha1.RemediationRequest
-		err := r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+		err := r.bounded(ctx, readTimeout, func(ctx context.Context) error {
+			return r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+		})
 		switch {
 		case err == nil:
 			return &rr, nil

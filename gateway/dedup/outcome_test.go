@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,10 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
@@ -29,40 +35,73 @@ func resetErr(method string) error {
 		Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
 }
 
+var rrKind = schema.GroupKind{Group: "leasehold.dev", Kind: "RemediationRequest"}
+
 // A connection refused: nothing was sent.
 var refusedErr = &url.Error{Op: "Put", URL: "https://apiserver/apis/leasehold.dev/v1alpha1/x",
 	Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
 
 func TestAmbiguous(t *testing.T) {
 	wrap := func(err error) error { return &url.Error{Op: "Put", URL: "https://apiserver/x", Err: err} }
+	// A status client-go made up from an answer without a Status body,
+	// as from a proxy in front of the API server.
+	bare := func(code int) error {
+		return apierrors.NewGenericServerResponse(code, "PUT", rrResource, "x", "", 0, true)
+	}
 	for _, tc := range []struct {
 		name string
 		err  error
 		want bool
 	}{
 		{"nil", nil, false},
+
+		// Statuses the API server answers without applying the write.
 		{"conflict", apierrors.NewConflict(rrResource, "x", errors.New("changed")), false},
+		{"already exists", apierrors.NewAlreadyExists(rrResource, "x"), false},
+		{"not found", apierrors.NewNotFound(rrResource, "x"), false},
+		{"invalid", apierrors.NewInvalid(rrKind, "x", field.ErrorList{field.Required(field.NewPath("spec"), "")}), false},
+		{"bad request", apierrors.NewBadRequest("bad"), false},
+		{"unauthorized", apierrors.NewUnauthorized("who"), false},
 		{"forbidden", apierrors.NewForbidden(rrResource, "x", errors.New("no")), false},
-		{"service unavailable", apierrors.NewServiceUnavailable("etcd down"), false},
 		{"too many requests", apierrors.NewTooManyRequests("slow down", 1), false},
-		{"invalid", apierrors.NewBadRequest("bad"), false},
+		{"422 without a status body", bare(http.StatusUnprocessableEntity), false},
+		{"wrapped conflict", fmt.Errorf("update: %w", apierrors.NewConflict(rrResource, "x", errors.New("changed"))), false},
+		{"503 from the API server", apierrors.NewServiceUnavailable("etcd down"), false},
+
+		// Statuses after which the write may have reached storage.
+		{"503 without a status body (a proxy)", bare(http.StatusServiceUnavailable), true},
 		{"gateway timeout", apierrors.NewTimeoutError("etcd slow", 1), true},
-		{"504 without a status body", apierrors.NewGenericServerResponse(504, "PUT", rrResource, "x", "", 0, false), true},
+		{"504 without a status body", bare(http.StatusGatewayTimeout), true},
+		{"502 without a status body", bare(http.StatusBadGateway), true},
+		{"500 without a status body", bare(http.StatusInternalServerError), true},
+		{"408 request timeout", bare(http.StatusRequestTimeout), true},
 		{"server timeout", apierrors.NewServerTimeout(rrResource, "update", 1), true},
 		{"internal error", apierrors.NewInternalError(errors.New("etcdserver: request timed out")), true},
 		{"wrapped internal error", fmt.Errorf("update: %w", apierrors.NewInternalError(errors.New("x"))), true},
+
+		// Transport errors after the request may have been sent.
 		{"connection reset", resetErr("Put"), true},
 		{"EOF", wrap(io.EOF), true},
 		{"unexpected EOF", wrap(io.ErrUnexpectedEOF), true},
 		{"http2 connection lost", wrap(errors.New("http2: client connection lost")), true},
+		{"wrapped http2 connection lost", fmt.Errorf("update x: %w", errors.New("http2: client connection lost")), true},
+		{"http2 stream error", errors.New("stream error: stream ID 3; INTERNAL_ERROR; received from peer"), true},
+		// client-go's words when the body of an answer is lost.
+		{"body read failed", fmt.Errorf("unexpected error when reading response body. Please retry. Original error: %w",
+			errors.New("http2: response body closed")), true},
 		{"per-request deadline", wrap(context.DeadlineExceeded), true},
 		{"bare deadline", context.DeadlineExceeded, true},
 		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
 		{"broken pipe", os.NewSyscallError("write", syscall.EPIPE), true},
+		{"unrecognised error", errors.New("something else"), true},
+
+		// Nothing was sent.
 		{"dial refused", refusedErr, false},
 		{"dial timeout", wrap(&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}), false},
 		{"bare refused", syscall.ECONNREFUSED, false},
-		{"encoding error", errors.New("no kind is registered for the type"), false},
+		{"type not registered", runtime.NewNotRegisteredErrForType("scheme", reflect.TypeFor[struct{}]()), false},
+		{"missing kind", runtime.NewMissingKindErr("{}"), false},
+		{"no REST mapping", &meta.NoKindMatchError{GroupKind: rrKind}, false},
 	} {
 		if got := ambiguous(tc.err); got != tc.want {
 			t.Errorf("%s: ambiguous(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
@@ -551,5 +590,208 @@ func TestAppendWrite(t *testing.T) {
 	}
 	if got := strings.Join(appendWrite(nil, "a"), ","); got != "a" {
 		t.Fatalf("empty ring: %q", got)
+	}
+}
+
+// resolveWaits, part of MaxOutcomeWait, is the sum of the waits between
+// the reads back.
+func TestResolveWaits(t *testing.T) {
+	var sum, prev time.Duration
+	for k := 1; k < resolveReads; k++ {
+		prev = resolvePolicy.Delay(k, prev)
+		sum += prev
+	}
+	if sum != resolveWaits {
+		t.Fatalf("waits between %d reads = %v, resolveWaits = %v", resolveReads, sum, resolveWaits)
+	}
+	if MaxOutcomeWait != writeTimeout+resolveReads*readTimeout+resolveWaits || MaxOutcomeWait > 45*time.Second {
+		t.Fatalf("MaxOutcomeWait = %v", MaxOutcomeWait)
+	}
+}
+
+// MaxOutcomeWait bounds a caller whose context ended while its incident
+// was in a write, however long the API server takes: the write and every
+// read back end at their own deadlines on the Recorder's clock.
+func TestOutcomeWaitIsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		readsHang  bool
+		wantErr    error
+		wantReads  int32
+		minElapsed time.Duration
+	}{
+		// The write and every read hang: the whole budget is spent, and
+		// the outcome is unknown.
+		{name: "nothing answers", readsHang: true, wantErr: ErrUnknownOutcome, wantReads: resolveReads,
+			minElapsed: writeTimeout + resolveReads*readTimeout},
+		// The write hangs, the first read back shows it was not applied:
+		// the caller, gone, is told it was not counted. Two reads: that
+		// one and the next attempt's, which finds nothing left to count.
+		{name: "write hangs", wantErr: ErrNotRecorded, wantReads: 2, minElapsed: writeTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			first, err := e.record(t, incident("A"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entered := make(chan struct{})
+			var inWrite atomic.Bool
+			var readsBack atomic.Int32
+			e.onWriteCtx = func(ctx context.Context) error {
+				inWrite.Store(true)
+				close(entered)
+				<-ctx.Done()
+				return &url.Error{Op: "Put", URL: "https://apiserver/x", Err: ctx.Err()}
+			}
+			e.onGetCtx = func(ctx context.Context) error {
+				if !inWrite.Load() {
+					return nil
+				}
+				readsBack.Add(1)
+				if !tc.readsHang {
+					return nil
+				}
+				<-ctx.Done()
+				return &url.Error{Op: "Get", URL: "https://apiserver/x", Err: ctx.Err()}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			type out struct {
+				err error
+				at  time.Time
+			}
+			done := make(chan out, 1)
+			go func() {
+				_, err := e.rec.Record(ctx, incident("A"))
+				done <- out{err, e.clock.Now()}
+			}()
+			<-entered // taken into the write: the caller must wait for it
+			cancel()
+			start := e.clock.Now()
+			var o out
+			waitFor(t, func() bool {
+				select {
+				case o = <-done:
+					return true
+				default:
+					// Steps that divide every deadline and wait, so that
+					// none is overshot.
+					if e.clock.HasWaiters() {
+						e.clock.Step(100 * time.Millisecond)
+					}
+					return false
+				}
+			})
+			if !errors.Is(o.err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", o.err, tc.wantErr)
+			}
+			if !errors.Is(o.err, context.DeadlineExceeded) && !errors.Is(o.err, context.Canceled) {
+				t.Errorf("err = %v names no deadline", o.err)
+			}
+			elapsed := o.at.Sub(start)
+			if elapsed > MaxOutcomeWait || elapsed < tc.minElapsed {
+				t.Errorf("Record returned %v after its context ended, want between %v and MaxOutcomeWait (%v)",
+					elapsed, tc.minElapsed, MaxOutcomeWait)
+			}
+			waitFor(t, func() bool {
+				if e.clock.HasWaiters() {
+					e.clock.Step(100 * time.Millisecond)
+				}
+				e.rec.mu.Lock()
+				defer e.rec.mu.Unlock()
+				return len(e.rec.groups) == 0
+			})
+			e.onGetCtx = nil // the worker is gone
+			if n := readsBack.Load(); n != tc.wantReads {
+				t.Errorf("reads back = %d, want %d", n, tc.wantReads)
+			}
+			if e.updates.Load() != 1 {
+				t.Errorf("updates = %d, want 1", e.updates.Load())
+			}
+			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 1 {
+				t.Errorf("occurrenceCount = %d, want 1", got)
+			}
+		})
+	}
+}
+
+// With a CRD that predates status.deduplication.recentWrites, the API
+// server drops the ring: an update that was applied reads back exactly
+// like one that was not. The outcome is then unknown unless the request
+// did not change at all since the update's read.
+func TestPrunedRecentWrites(t *testing.T) {
+	prune := func(obj client.Object) {
+		if d := obj.(*v1alpha1.RemediationRequest).Status.Deduplication; d != nil {
+			d.RecentWrites = nil
+		}
+	}
+	for _, tc := range []struct {
+		name         string
+		applied      bool // our update reached storage before its answer was lost
+		other        bool // another writer's update landed before the read back
+		wantErr      error
+		wantCount    int64
+		wantInStore  int64
+		wantNotAppld int
+	}{
+		// Applied, answer lost: the count changed and the ring is empty.
+		// Retrying would count the signal twice.
+		{name: "applied", applied: true, wantErr: ErrUnknownOutcome, wantInStore: 2},
+		// Not applied and nothing changed: provably not applied; retried.
+		{name: "not applied, request unchanged", wantCount: 2, wantInStore: 2, wantNotAppld: 1},
+		// Not applied, but another writer changed the request: it reads
+		// like the first case, so the answer cannot be "not counted".
+		{name: "not applied, another write", other: true, wantErr: ErrUnknownOutcome, wantInStore: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			first, err := e.record(t, incident("A"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			e.onUpdate = func(obj client.Object) error {
+				prune(obj)
+				var err error
+				if !tc.applied {
+					once.Do(func() {
+						if tc.other {
+							rr := e.get(t, first.Name)
+							d := rr.EffectiveDeduplication()
+							d.OccurrenceCount++
+							rr.Status.Deduplication = &d
+							if err := e.inner.Status().Update(context.Background(), rr); err != nil {
+								t.Error(err)
+							}
+						}
+						err = resetErr("Put")
+					})
+				}
+				return err
+			}
+			if tc.applied {
+				e.afterUpdate = func(_ client.Client, err error) error {
+					if err == nil {
+						once.Do(func() { err = resetErr("Put") })
+					}
+					return err
+				}
+			}
+			res, err := e.record(t, incident("A"))
+			switch {
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			case tc.wantErr == nil && err != nil:
+				t.Fatal(err)
+			case tc.wantErr == nil && res.OccurrenceCount != tc.wantCount:
+				t.Fatalf("answered count %d, want %d", res.OccurrenceCount, tc.wantCount)
+			}
+			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantInStore {
+				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantInStore)
+			}
+			if got := e.attempts(resultNotApplied); got != tc.wantNotAppld {
+				t.Errorf("not applied attempts = %d, want %d", got, tc.wantNotAppld)
+			}
+		})
 	}
 }

@@ -105,15 +105,16 @@ func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, erro
 // fingerprint: if no worker runs for it, this call starts one. The worker
 // runs on a context of its own, not any one caller's (a caller that gives
 // up must not abort the write for the others); it is bounded by the attempt
-// budget, the per-request deadlines of the client and the bounded reads
-// that resolve an ambiguous write. After Close, Record fails with
-// ErrUnavailable wrapping ErrClosed.
+// budget and by deadlines of its own on every read and write (see
+// MaxOutcomeWait). After Close, Record fails with ErrUnavailable wrapping
+// ErrClosed.
 //
 // When ctx ends before the incident was taken into a write, Record returns
 // at once with ErrNotRecorded: it was not counted. Once taken, Record waits
-// for the write's answer whatever ctx says, since only that answer tells
-// whether the incident was counted: returning early would turn a counted
-// signal into an error, which the sender retries into a double count.
+// for the write's answer whatever ctx says, at most MaxOutcomeWait past the
+// end of ctx, since only that answer tells whether the incident was
+// counted: returning early would turn a counted signal into an error,
+// which the sender retries into a double count.
 func (r *Recorder) Record(ctx context.Context, in Incident) (Result, error) {
 	if len(in.Fingerprint) != 64 {
 		return Result{}, fmt.Errorf("dedup: fingerprint %q is not 64 hex digits", in.Fingerprint)
@@ -170,7 +171,9 @@ func notRecorded(w *waiter) error {
 
 // Close stops new batches and waits, until ctx ends, for the workers in
 // flight: callers release the Locker after it, so that no lock is released
-// under a write that is still being made.
+// under a write that is still being made. A worker answering callers ends
+// at most MaxOutcomeWait after the last of them gave up; give ctx that
+// much if callers may still be waiting.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
@@ -348,18 +351,19 @@ func (r *Recorder) putBack(g *group, batch []*waiter) {
 	g.pending = append(kept, g.pending...)
 }
 
-// unknown answers the incidents of an ambiguous write whose outcome could
-// not be read back with ErrUnknownOutcome, and ends the loop: the API
-// server could not be read, so the others pending fail with ErrUnavailable
-// (they were not counted).
-func (r *Recorder) unknown(batch []*waiter, what string, writeErr, readErr error) (string, error) {
-	err := fmt.Errorf("%w: %s: %w; reading it back failed: %w", ErrUnknownOutcome, what, writeErr, readErr)
+// unknown answers the incidents of an ambiguous write whose outcome stays
+// open with ErrUnknownOutcome, and ends the loop: why says why the read
+// back (or its failure) did not settle it. The others pending fail with
+// ErrUnavailable (they were not counted): the request's state is not
+// known well enough to count them now.
+func (r *Recorder) unknown(batch []*waiter, what string, writeErr, why error) (string, error) {
+	err := fmt.Errorf("%w: %s: %w; %w", ErrUnknownOutcome, what, writeErr, why)
 	r.mu.Lock()
 	for _, w := range batch {
 		r.answer(w, Result{}, err)
 	}
 	r.mu.Unlock()
-	return resultUnknown, backoff.Permanent(fmt.Errorf("%w: %s: outcome unknown: %w", ErrUnavailable, what, readErr))
+	return resultUnknown, backoff.Permanent(fmt.Errorf("%w: %s: outcome unknown: %w", ErrUnavailable, what, why))
 }
 
 // answer completes one Record call. Recorder.mu must not be needed by the
@@ -380,7 +384,7 @@ func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, 
 	id := r.writeID()
 	rr := r.newRequest(first.in, next, token, id)
 	log := logr.FromContextOrDiscard(ctx).WithValues("remediationRequest", rr.Name)
-	if err := r.c.Create(ctx, rr); err != nil {
+	if err := r.bounded(ctx, writeTimeout, func(ctx context.Context) error { return r.c.Create(ctx, rr) }); err != nil {
 		switch {
 		case apierrors.IsAlreadyExists(err):
 			r.putBack(g, batch)
@@ -395,7 +399,7 @@ func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, 
 		switch {
 		case rerr != nil:
 			r.putBack(g, batch[1:]) // not part of this write
-			return r.unknown(batch[:1], "create "+rr.Name, err, rerr)
+			return r.unknown(batch[:1], "create "+rr.Name, err, fmt.Errorf("reading it back failed: %w", rerr))
 		case got == nil || got.Annotations[v1alpha1.AnnotationWriteID] != id:
 			// Not created, or created by another writer: count into it
 			// on the next attempt.
@@ -441,7 +445,7 @@ func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.Remediati
 	id := r.writeID()
 	d.RecentWrites = appendWrite(d.RecentWrites, id)
 	rr.Status.Deduplication = &d
-	if err := r.c.Status().Update(ctx, rr); err != nil {
+	if err := r.bounded(ctx, writeTimeout, func(ctx context.Context) error { return r.c.Status().Update(ctx, rr) }); err != nil {
 		switch {
 		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 			r.putBack(g, batch)
@@ -452,18 +456,12 @@ func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.Remediati
 		}
 		got, rerr := r.readBack(ctx, rr.Name)
 		if rerr != nil {
-			return r.unknown(batch, "update "+rr.Name, err, rerr)
+			return r.unknown(batch, "update "+rr.Name, err, fmt.Errorf("reading it back failed: %w", rerr))
+		}
+		if why := absenceProvesNothing(cur, got, d.OccurrenceCount, id); why != nil {
+			return r.unknown(batch, "update "+rr.Name, err, why)
 		}
 		applied := got != nil && slices.Contains(got.EffectiveDeduplication().RecentWrites, id)
-		// Every update appends one id and adds at least one to the count.
-		// If ours was applied and then pushed out of the ring, at least
-		// MaxRecentWrites updates followed it, so the count reached
-		// ours + MaxRecentWrites; below that, an absent id means not
-		// applied. At or above it, absence proves nothing.
-		if !applied && got != nil && got.EffectiveDeduplication().OccurrenceCount >= d.OccurrenceCount+v1alpha1.MaxRecentWrites {
-			return r.unknown(batch, "update "+rr.Name, err,
-				fmt.Errorf("%d later writes may have pushed the write id out of status.deduplication.recentWrites", v1alpha1.MaxRecentWrites))
-		}
 		if !applied {
 			logr.FromContextOrDiscard(ctx).V(1).Info("Update failed and was not applied", "remediationRequest", rr.Name, "error", err.Error())
 			r.putBack(g, batch)
@@ -497,7 +495,9 @@ func (r *Recorder) latest(ctx context.Context, fp string) (*v1alpha1.Remediation
 	r.mu.Unlock()
 	if name != "" {
 		var rr v1alpha1.RemediationRequest
-		err := r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+		err := r.bounded(ctx, readTimeout, func(ctx context.Context) error {
+			return r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+		})
 		switch {
 		case err == nil && rr.Spec.Fingerprint == fp && !rr.IsTerminal():
 			return &rr, 0, nil
@@ -507,8 +507,10 @@ func (r *Recorder) latest(ctx context.Context, fp string) (*v1alpha1.Remediation
 	}
 
 	var list v1alpha1.RemediationRequestList
-	if err := r.c.List(ctx, &list, client.InNamespace(r.opts.Namespace),
-		client.MatchingLabels{v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp)}); err != nil {
+	if err := r.bounded(ctx, readTimeout, func(ctx context.Context) error {
+		return r.c.List(ctx, &list, client.InNamespace(r.opts.Namespace),
+			client.MatchingLabels{v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp)})
+	}); err != nil {
 		return nil, 0, err
 	}
 	var (

@@ -48,6 +48,11 @@ type env struct {
 	onUpdate func(obj client.Object) error
 	onList   func() error
 	onGet    func() error
+	// Context hooks run first, with the call's context, so that a call
+	// can block until its deadline: onWriteCtx for creates and status
+	// updates, onGetCtx for gets.
+	onWriteCtx func(ctx context.Context) error
+	onGetCtx   func(ctx context.Context) error
 	// After-hooks run once the fake served a write, with its error; they
 	// return the error the Recorder sees, so that a write can be applied
 	// and its answer lost.
@@ -68,6 +73,11 @@ func newEnv(t *testing.T, opts Options) *env {
 	e.c = interceptor.NewClient(inner, interceptor.Funcs{
 		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 			e.gets.Add(1)
+			if e.onGetCtx != nil {
+				if err := e.onGetCtx(ctx); err != nil {
+					return err
+				}
+			}
 			if e.onGet != nil {
 				if err := e.onGet(); err != nil {
 					return err
@@ -86,6 +96,11 @@ func newEnv(t *testing.T, opts Options) *env {
 		},
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			e.creates.Add(1)
+			if e.onWriteCtx != nil {
+				if err := e.onWriteCtx(ctx); err != nil {
+					return err
+				}
+			}
 			if e.onCreate != nil {
 				if err := e.onCreate(c, obj); err != nil {
 					return err
@@ -99,6 +114,11 @@ func newEnv(t *testing.T, opts Options) *env {
 		},
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 			e.updates.Add(1)
+			if e.onWriteCtx != nil {
+				if err := e.onWriteCtx(ctx); err != nil {
+					return err
+				}
+			}
 			if e.onUpdate != nil {
 				if err := e.onUpdate(obj); err != nil {
 					return err
