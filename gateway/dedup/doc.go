@@ -105,7 +105,7 @@
 //
 // Every read and write has a deadline of its own on Options.Clock (5s per
 // read, 10s per write), since client-go may retry one call internally on a
-// 429 or 5xx with Retry-After. A caller whose context ends before its
+// 429, or a 5xx with Retry-After to a read. A caller whose context ends before its
 // incident was taken into a write gets ErrNotRecorded: not counted. Once
 // taken, the caller waits for the write's answer instead, at most
 // MaxOutcomeWait (the write's deadline and the reads above) past the end
@@ -132,10 +132,11 @@
 //
 // client-go retries a write inside one call after a 5xx answer that
 // carries Retry-After (the API server's ServerTimeout does). If the first
-// try was applied, the retry fails with Conflict (an update) or
-// AlreadyExists (a create), which reads as "not applied", and the batch is
-// counted again. Only a client that does not retry writes closes that
-// window.
+// try was applied, the retry would fail with Conflict (an update) or
+// AlreadyExists (a create), read as "not applied", and the batch would be
+// counted again. A client built with internal/kubeclient never does that:
+// its transport drops Retry-After from 5xx answers to writes. A client
+// built otherwise reopens the window.
 //
 // The name fence assumes that the highest generation of a fingerprint is
 // never deleted, so that "max + 1" cannot go backwards; the orchestrator's

@@ -1,6 +1,6 @@
 // Package kubeclient configures every Kubernetes client the project makes.
 //
-// Two settings are never left to client-go's defaults:
+// Three settings are never left to client-go's defaults:
 //
 //   - QPS and Burst are explicit. The default of 5 requests per second would
 //     throttle a lock library into dominating every latency figure.
@@ -92,7 +92,19 @@ func (t *deadlineTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	if resp.StatusCode >= 500 && isWrite(req) {
+		resp.Header.Del("Retry-After")
+	}
 	return resp, nil
+}
+
+// isWrite reports whether req may change state on the server.
+func isWrite(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
 }
 
 func isWatch(req *http.Request) bool {

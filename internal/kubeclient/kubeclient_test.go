@@ -5,9 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/leasehold/leasehold/internal/kubeclient"
@@ -113,5 +118,49 @@ func TestWatchIsNotCut(t *testing.T) {
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("watch read after cancel returned nil error")
+	}
+}
+
+// A write answered 500 with Retry-After reaches the caller after one try:
+// it may have been applied, and only the caller can find out. A read
+// answered the same way is retried by client-go as usual.
+func TestWriteWithServerErrorIsNotRetried(t *testing.T) {
+	var puts, gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+		} else {
+			if gets.Add(1) > 1 {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","namespace":"ns"}}`))
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServerTimeout","code":500}`))
+	}))
+	defer srv.Close()
+	cfg, err := kubeclient.Configure(&rest.Config{Host: srv.URL}, kubeclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", ResourceVersion: "1"}}
+	if _, err := cs.CoreV1().ConfigMaps("ns").Update(context.Background(), cm, metav1.UpdateOptions{}); !apierrors.IsServerTimeout(err) {
+		t.Fatalf("update: err = %v, want the ServerTimeout", err)
+	}
+	if n := puts.Load(); n != 1 {
+		t.Fatalf("the write was sent %d times, want 1", n)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("ns").Get(context.Background(), "c", metav1.GetOptions{}); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if n := gets.Load(); n != 2 {
+		t.Fatalf("the read was sent %d times, want 2 (one retry)", n)
 	}
 }
