@@ -2,16 +2,14 @@ package runner
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/leasehold/leasehold/internal/overlap"
 )
 
 // change is one state of one object as a watch delivered it, stamped with
@@ -23,14 +21,10 @@ type change struct {
 }
 
 // recorder keeps every change of one resource in one namespace, in the
-// order the API server committed them: one watch stream of one resource is
-// delivered in resourceVersion order, so replaying it passes through every
-// state the API server held, however short.
+// order the API server committed them (see overlap.Follow), so that
+// replaying them passes through every state the API server held.
 type recorder struct {
-	what  string
-	clock clock.Clock
-	stop  context.CancelFunc
-	done  chan struct{}
+	stream *overlap.Stream
 
 	mu      sync.Mutex
 	changes []change
@@ -39,71 +33,29 @@ type recorder struct {
 	notify chan struct{}
 }
 
-// lister adapts the controller-runtime client to what client-go's
-// RetryWatcher calls; RetryWatcher passes the resourceVersion to resume
-// from in opts.
-type lister struct {
-	cli       client.WithWatch
-	namespace string
-	newList   func() client.ObjectList
-}
-
-func (l lister) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	return l.cli.Watch(ctx, l.newList(), client.InNamespace(l.namespace), &client.ListOptions{Raw: &opts})
-}
-
 // startRecorder lists the namespace's objects and watches from that list's
-// resourceVersion until close; after a broken connection the RetryWatcher
-// resumes from the last resourceVersion delivered, so only changes it
-// cannot resume from are lost, and those are recorded as a gap.
+// resourceVersion until close; changes the watch cannot resume from are
+// recorded as a gap. The listed objects are stamped with the time the list
+// was read.
 func startRecorder(ctx context.Context, cli client.WithWatch, clk clock.Clock, namespace, what string, newList func() client.ObjectList) (*recorder, error) {
-	list := newList()
-	if err := cli.List(ctx, list, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, err)
-	}
-	items, err := meta.ExtractList(list)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, err)
-	}
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rw, err := watchtools.NewRetryWatcherWithContext(wctx, list.GetResourceVersion(), lister{cli: cli, namespace: namespace, newList: newList})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("watch %s: %w", what, err)
-	}
-	rec := &recorder{what: what, clock: clk, stop: cancel, done: make(chan struct{}), notify: make(chan struct{}, 1)}
-	now := clk.Now()
-	for _, item := range items {
-		if obj, ok := item.(client.Object); ok {
-			rec.changes = append(rec.changes, change{at: now, obj: obj})
-		}
-	}
-	go func() {
-		defer close(rec.done)
-		defer rw.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case ev, ok := <-rw.ResultChan():
-				if !ok {
-					rec.gap(fmt.Sprintf("the watch of %s ended early: later changes were not seen", what))
-					return
-				}
-				switch ev.Type {
-				case watch.Added, watch.Modified, watch.Deleted:
-					if obj, ok := ev.Object.(client.Object); ok {
-						rec.add(change{at: clk.Now(), deleted: ev.Type == watch.Deleted, obj: obj})
-					}
-				case watch.Error:
-					// RetryWatcher forwards only errors it cannot resume
-					// from.
-					rec.gap(fmt.Sprintf("the watch of %s failed and missed changes: %v", what, ev.Object))
-					return
-				}
+	rec := &recorder{notify: make(chan struct{}, 1)}
+	var listedAt time.Time
+	stream, err := overlap.Follow(ctx, cli, namespace, what, newList, overlap.Sink{
+		Listed: func(obj client.Object) {
+			if listedAt.IsZero() {
+				listedAt = clk.Now()
 			}
-		}
-	}()
+			rec.changes = append(rec.changes, change{at: listedAt, obj: obj})
+		},
+		Changed: func(typ watch.EventType, obj client.Object) {
+			rec.add(change{at: clk.Now(), deleted: typ == watch.Deleted, obj: obj})
+		},
+		Gap: rec.gap,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec.stream = stream
 	return rec, nil
 }
 
@@ -137,6 +89,5 @@ func (rec *recorder) snapshot() ([]change, []string) {
 // close stops the watch and waits for its goroutine. Safe to call more
 // than once.
 func (rec *recorder) close() {
-	rec.stop()
-	<-rec.done
+	rec.stream.Close()
 }

@@ -2,13 +2,8 @@ package overlap
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -22,29 +17,12 @@ type Watch struct {
 	done   chan struct{}
 }
 
-// lister adapts the controller-runtime client to what client-go's
-// RetryWatcher calls; RetryWatcher passes the resourceVersion to resume
-// from in opts.
-type lister struct {
-	cli       client.WithWatch
-	namespace string
-	newList   func() client.ObjectList
-}
-
-func (l lister) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	return l.cli.Watch(ctx, l.newList(), client.InNamespace(l.namespace), &client.ListOptions{Raw: &opts})
-}
-
-// Start lists the namespace's objects of one resource and watches from
-// that list's resourceVersion; newList returns an empty list of the
-// resource, and what names its objects in messages (such as
-// "executions"). After a broken connection the RetryWatcher resumes from
-// the last resourceVersion it delivered, so no change is skipped. Only
-// changes it cannot resume from (an expired resourceVersion, as after an
-// API server restart, whose new watch cache starts at a later
-// resourceVersion) are lost, and those are recorded as a gap; StartEtcd
-// has none of those. The watch runs until Close, whatever happens to ctx;
-// ctx bounds only the initial list.
+// Start follows the namespace's objects of one resource through the API
+// server (see Follow) and replays them; what names its objects in messages
+// (such as "executions"). Changes the API server's watch cannot resume
+// from are lost and recorded as a gap; StartEtcd has none of those. The
+// watch runs until Close, whatever happens to ctx; ctx bounds only the
+// initial list.
 func Start(ctx context.Context, cli client.WithWatch, namespace, what string, newList func() client.ObjectList, classify Classifier) (*Watch, error) {
 	return start(ctx, cli, namespace, what, newList, classify, clock.RealClock{})
 }
@@ -54,58 +32,11 @@ func start(ctx context.Context, cli client.WithWatch, namespace, what string, ne
 	if err != nil {
 		return nil, err
 	}
-	l := lister{cli: cli, namespace: namespace, newList: newList}
-	list := newList()
-	if err := cli.List(ctx, list, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, err)
-	}
-	items, err := meta.ExtractList(list)
+	s, err := Follow(ctx, cli, namespace, what, newList, Sink{Listed: replay.ApplyListed, Changed: replay.Apply, Gap: replay.Gap})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, err)
+		return nil, err
 	}
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rw, err := watchtools.NewRetryWatcherWithContext(wctx, list.GetResourceVersion(), l)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("watch %s: %w", what, err)
-	}
-	for _, item := range items {
-		if obj, ok := item.(client.Object); ok {
-			replay.ApplyListed(obj)
-		}
-	}
-	w := &Watch{replay: replay, stop: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		defer rw.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case ev, ok := <-rw.ResultChan():
-				if !ok {
-					// Close stops the RetryWatcher too; only a stream that
-					// ended on its own is a gap.
-					if wctx.Err() == nil {
-						replay.Gap(fmt.Sprintf("the watch of %s ended early: later changes were not checked", what))
-					}
-					return
-				}
-				switch ev.Type {
-				case watch.Added, watch.Modified, watch.Deleted:
-					if obj, ok := ev.Object.(client.Object); ok {
-						replay.Apply(ev.Type, obj)
-					}
-				case watch.Error:
-					// RetryWatcher forwards only errors it cannot resume
-					// from.
-					replay.Gap(fmt.Sprintf("the watch of %s failed and missed changes: %v", what, ev.Object))
-					return
-				}
-			}
-		}
-	}()
-	return w, nil
+	return &Watch{replay: replay, stop: s.stop, done: s.done}, nil
 }
 
 // Close stops the watch and waits for its goroutine. Safe to call more than

@@ -3,7 +3,6 @@
 package orchestrator_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/overlap"
 )
 
 // change is one phase change of one execution as the watcher saw it.
@@ -36,9 +34,8 @@ type change struct {
 // resource is delivered in resourceVersion order, so the states it rebuilds
 // are states the API server actually passed through.
 type watcher struct {
-	t    *testing.T
-	stop context.CancelFunc
-	done chan struct{}
+	t      *testing.T
+	stream *overlap.Stream
 
 	mu         sync.Mutex
 	phases     map[string]v1alpha1.WorkflowPhase // execution -> last phase seen
@@ -48,75 +45,37 @@ type watcher struct {
 	maxActive  int
 }
 
-// wfeWatch adapts the controller-runtime client to what client-go's
-// RetryWatcher calls; RetryWatcher passes the resourceVersion to resume
-// from in opts.
-type wfeWatch struct {
-	namespace string
-}
-
-func (w wfeWatch) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	return cli.Watch(ctx, &v1alpha1.WorkflowExecutionList{}, client.InNamespace(w.namespace), &client.ListOptions{Raw: &opts})
-}
-
-// startWatcher lists the namespace's executions and watches from that
-// list's resourceVersion; after a watch error the RetryWatcher resumes from
-// the last resourceVersion it delivered, so no change is skipped. It stops
-// at the end of the test.
+// startWatcher lists the namespace's executions and follows their changes
+// (overlap.Follow): no change is skipped, and one the watch could not
+// resume from is a violation. It stops at the end of the test.
 func startWatcher(t *testing.T, namespace string) *watcher {
 	t.Helper()
-	var list v1alpha1.WorkflowExecutionList
-	if err := cli.List(t.Context(), &list, client.InNamespace(namespace)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, wfeWatch{namespace: namespace})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
 	w := &watcher{
-		t: t, stop: cancel, done: make(chan struct{}),
+		t:      t,
 		phases: map[string]v1alpha1.WorkflowPhase{},
 		active: map[string]map[string]bool{},
 	}
-	for i := range list.Items {
-		w.apply(watch.Added, &list.Items[i])
-	}
-	go func() {
-		defer close(w.done)
-		defer rw.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-rw.ResultChan():
-				if !ok {
-					w.violation("watch ended early: changes after this moment were not checked")
-					return
-				}
-				switch ev.Type {
-				case watch.Added, watch.Modified, watch.Deleted:
-					if wfe, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
-						w.apply(ev.Type, wfe)
-					}
-				case watch.Error:
-					// RetryWatcher forwards only errors it cannot resume
-					// from, such as an expired resourceVersion.
-					w.violation(fmt.Sprintf("watch error, changes were missed: %v", ev.Object))
-					return
-				}
-			}
+	apply := func(typ watch.EventType, obj client.Object) {
+		if wfe, ok := obj.(*v1alpha1.WorkflowExecution); ok {
+			w.apply(typ, wfe)
 		}
-	}()
+	}
+	stream, err := overlap.Follow(t.Context(), cli, namespace, "executions",
+		func() client.ObjectList { return &v1alpha1.WorkflowExecutionList{} },
+		overlap.Sink{
+			Listed:  func(obj client.Object) { apply(watch.Added, obj) },
+			Changed: apply,
+			Gap:     w.violation,
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stream = stream
 	t.Cleanup(w.close)
 	return w
 }
 
-func (w *watcher) close() {
-	w.stop()
-	<-w.done
-}
+func (w *watcher) close() { w.stream.Close() }
 
 func (w *watcher) violation(msg string) {
 	w.mu.Lock()
