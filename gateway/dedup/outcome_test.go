@@ -393,20 +393,7 @@ func TestRingOverflowRule(t *testing.T) {
 				}
 			}
 			res, err := e.record(t, incident("A"))
-			switch {
-			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
-			case tc.wantErr == nil && err != nil:
-				t.Fatal(err)
-			case tc.wantErr == nil && res.OccurrenceCount != tc.wantCount:
-				t.Fatalf("answered count %d, want %d", res.OccurrenceCount, tc.wantCount)
-			}
-			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantInStore {
-				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantInStore)
-			}
-			if got := e.attempts(resultNotApplied); got != tc.wantNotAppld {
-				t.Errorf("not applied attempts = %d, want %d", got, tc.wantNotAppld)
-			}
+			checkReadBack(t, e, first.Name, res, err, tc.wantErr, tc.wantCount, tc.wantInStore, tc.wantNotAppld)
 		})
 	}
 }
@@ -778,20 +765,28 @@ func TestPrunedRecentWrites(t *testing.T) {
 				}
 			}
 			res, err := e.record(t, incident("A"))
-			switch {
-			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
-			case tc.wantErr == nil && err != nil:
-				t.Fatal(err)
-			case tc.wantErr == nil && res.OccurrenceCount != tc.wantCount:
-				t.Fatalf("answered count %d, want %d", res.OccurrenceCount, tc.wantCount)
-			}
-			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantInStore {
-				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantInStore)
-			}
-			if got := e.attempts(resultNotApplied); got != tc.wantNotAppld {
-				t.Errorf("not applied attempts = %d, want %d", got, tc.wantNotAppld)
-			}
+			checkReadBack(t, e, first.Name, res, err, tc.wantErr, tc.wantCount, tc.wantInStore, tc.wantNotAppld)
 		})
+	}
+}
+
+// checkReadBack checks one Record whose write was read back: its error or
+// its answered count, the count in store, and the attempts that found the
+// write not applied.
+func checkReadBack(t *testing.T, e *env, name string, res Result, err, wantErr error, wantCount, wantInStore int64, wantNotApplied int) {
+	t.Helper()
+	switch {
+	case wantErr != nil && !errors.Is(err, wantErr):
+		t.Fatalf("err = %v, want %v", err, wantErr)
+	case wantErr == nil && err != nil:
+		t.Fatal(err)
+	case wantErr == nil && res.OccurrenceCount != wantCount:
+		t.Fatalf("answered count %d, want %d", res.OccurrenceCount, wantCount)
+	}
+	if got := e.get(t, name).EffectiveDeduplication().OccurrenceCount; got != wantInStore {
+		t.Errorf("occurrenceCount = %d, want %d", got, wantInStore)
+	}
+	if got := e.attempts(resultNotApplied); got != wantNotApplied {
+		t.Errorf("not applied attempts = %d, want %d", got, wantNotApplied)
 	}
 }
