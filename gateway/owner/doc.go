@@ -13,20 +13,20 @@
 //
 // # Guarantees
 //
-//   - Resolve never guesses. It returns the workload and true when it
+//   - Resolve answers in one of three ways. The workload and true when it
 //     followed at least one owner hop (the result keeps the input's Cluster
-//     and carries the owner's apiVersion, kind, namespace and name); the
+//     and carries the owner's apiVersion, kind, namespace and name). The
 //     object itself and false when the object has no controller owner, or
 //     when the chain cannot be followed and asking again would not change
-//     that (an owner of a kind outside the table, a cycle, more than
-//     MaxHops owners, a 4xx other than 401, 403, 408, 429, an object of
-//     another cluster, a gone object or owner that nothing below stands
-//     in for); and an error wrapping
-//     ErrUnresolved, a *LookupError, when a lookup it needed did not
-//     complete: a timeout, a 5xx or 429, no connection, a 403 or 401, or
-//     the caller's context ending first. The caller must not record a
-//     signal whose Resolve failed under its own object: that would split
-//     one incident in two.
+//     that: an owner of a kind outside the table, a cycle, more than
+//     MaxHops owners, a 4xx other than 401, 403, 408 and 429, an object of
+//     another cluster, or a gone object or owner that nothing below stands
+//     in for. An error wrapping ErrUnresolved, a *LookupError, when a
+//     lookup it needed did not complete: a timeout, a 5xx or 429, no
+//     connection, a 403 or 401, or the caller's context ending first.
+//     It never answers a failure that may pass with a guess: the caller
+//     must not record a signal whose Resolve failed under its own object,
+//     since that would split one incident in two.
 //   - A resolution is remembered for the incident. Each successful
 //     resolution of an object (to its owner, or to itself) is kept for
 //     Options.ResolutionTTL after the last Resolve of that object. When an
