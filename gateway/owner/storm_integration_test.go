@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,8 @@ func newStormReplica(t *testing.T, ns, identity string) *stormReplica {
 // is gone, and infers the Deployment from the Pod's name through its
 // ReplicaSet. The alerts carry no owner labels.
 func TestIntegrationPodReplacedMidStorm(t *testing.T) {
-	const ns = "owner-storm"
+	// A namespace of its own per run, so that -count=N starts afresh.
+	ns := fmt.Sprintf("owner-storm-%d", time.Now().UnixNano()%1e9)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	if err := cp.CreateNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
