@@ -44,10 +44,14 @@
 // error, and no entry of it is acknowledged: 503 with Retry-After when the
 // entry was certainly not counted, because the deduplicator was busy
 // (dedup.ErrBusy), the API server failed (dedup.ErrUnavailable), too many
-// signals are in flight (MaxInFlight), or the request's deadline
-// (RequestTimeout) passed before the entry was taken into a write
-// (dedup.ErrNotRecorded) or while the token was still being reviewed
-// (problem type deadline-exceeded for both); 504 without Retry-After only
+// signals are in flight (MaxInFlight), the workload of the entry's object
+// could not be determined (owner.ErrUnresolved: an owner lookup timed out,
+// failed with a 5xx or 429, found no API server, or was refused with 403
+// or 401; problem type owner-unresolved, whose detail names the object
+// and the reason), or the request's deadline (RequestTimeout) passed
+// before the entry was taken into a write (dedup.ErrNotRecorded) or while
+// the token was still being reviewed (problem type deadline-exceeded for
+// both); 504 without Retry-After only
 // when the entry may have been counted: a write failed without saying
 // whether it was applied and reading it back did not settle it
 // (dedup.ErrUnknownOutcome; problem type unavailable), or a Deduplicator
@@ -61,6 +65,14 @@
 // rest, every failure worth retrying is a 5xx (an API server that cannot
 // review a token included: 503, not 401), and only what no retry can fix is
 // a 4xx. Once one entry has failed, entries not yet started are not started.
+//
+// An unresolved owner is answered 503 rather than recorded under the
+// object the signal named: that would open a second RemediationRequest,
+// and a second execution under another lock, for a workload whose
+// incident already has one. A missing permission is a misconfiguration,
+// not a transient fault, but it is answered the same way, loudly and
+// without counting, for the same reason; the signals are counted once the
+// permission is granted and the senders retry.
 //
 // # What the count means under faults
 //

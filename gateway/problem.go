@@ -52,6 +52,10 @@ const (
 	ProblemInternal        = "https://leasehold.dev/problems/internal"
 	ProblemNotReady        = "https://leasehold.dev/problems/not-ready"
 	ProblemMetricsDisabled = "https://leasehold.dev/problems/metrics-not-served"
+	// ProblemOwnerUnresolved: the workload of a signal's object could not
+	// be determined now (owner.ErrUnresolved); the detail names the
+	// object whose lookup failed and why.
+	ProblemOwnerUnresolved = "https://leasehold.dev/problems/owner-unresolved"
 )
 
 var problemTitles = map[string]string{
@@ -71,6 +75,7 @@ var problemTitles = map[string]string{
 	ProblemInternal:        "Internal error",
 	ProblemNotReady:        "Not ready",
 	ProblemMetricsDisabled: "Metrics not served",
+	ProblemOwnerUnresolved: "Workload owner unresolved",
 }
 
 // newProblem builds a Problem of type typ for request r.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/gateway/dedup"
+	"github.com/leasehold/leasehold/gateway/owner"
 	"github.com/leasehold/leasehold/gateway/signal"
 )
 
@@ -270,6 +271,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, e entry, n int) {
 	// before the request's own deadline: ErrUnavailable, ErrBusy and
 	// ErrNotRecorded mean it was not (a 503 the sender may retry safely),
 	// ErrUnknownOutcome that it may have been (a 504, without Retry-After).
+	// An owner the resolver could not determine stops the signal before
+	// any write: a 503 too.
 	switch {
 	case errors.Is(e.err, errOverloaded):
 		retryable(http.StatusServiceUnavailable, ProblemOverloaded, detail)
@@ -278,6 +281,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, e entry, n int) {
 			detail+"; the signal may have been counted: the API server did not confirm the write either way, and sending it again may count it twice")
 	case errors.Is(e.err, dedup.ErrNotRecorded):
 		retryable(http.StatusServiceUnavailable, ProblemDeadline,
+			detail+"; the signal was not counted and may be sent again")
+	case errors.Is(e.err, owner.ErrUnresolved):
+		retryable(http.StatusServiceUnavailable, ProblemOwnerUnresolved,
 			detail+"; the signal was not counted and may be sent again")
 	case errors.Is(e.err, dedup.ErrBusy):
 		retryable(http.StatusServiceUnavailable, ProblemBusy, detail)
@@ -389,7 +395,10 @@ func (s *Server) process(ctx context.Context, items []signal.Item) []entry {
 
 // record resolves the owner of one firing signal and records the incident.
 func (s *Server) record(ctx context.Context, i int, sig *signal.Signal, at time.Time) entry {
-	target, _ := s.cfg.Resolver.Resolve(ctx, sig.Target)
+	target, _, err := s.cfg.Resolver.Resolve(ctx, sig.Target, sig.Labels)
+	if err != nil {
+		return s.unresolved(ctx, i, sig, err)
+	}
 	fp := dedup.Fingerprint(target)
 	res, err := s.cfg.Dedup.Record(ctx, dedup.Incident{
 		Fingerprint:  fp,
@@ -426,6 +435,25 @@ func (s *Server) record(ctx context.Context, i int, sig *signal.Signal, at time.
 		e.err = fmt.Errorf("dedup returned unknown outcome %q", res.Outcome)
 		log.Error(e.err, "signal recorded with an unknown outcome")
 	}
+	return e
+}
+
+// unresolved is the entry of a signal whose owner the resolver could not
+// determine. It has no fingerprint: recording the signal under its own
+// object instead would split its incident in two.
+func (s *Server) unresolved(ctx context.Context, i int, sig *signal.Signal, err error) entry {
+	log := logr.FromContextOrDiscard(ctx).WithValues("index", i, "signal", sig.Name, "signalTarget", sig.Target.String())
+	e := entry{Result: Result{Index: i}}
+	if ctx.Err() != nil {
+		// The request ended while the owner was being looked up: like
+		// an entry never handed to the deduplicator, certainly not
+		// counted.
+		e.err = fmt.Errorf("%w: resolve the owner of %s: %w", dedup.ErrNotRecorded, sig.Target, err)
+		log.Info("signal not recorded: request ended", "error", e.err.Error())
+		return e
+	}
+	e.err = fmt.Errorf("resolve the owner of %s: %w", sig.Target, err)
+	log.Info("signal not recorded: owner unresolved", "error", e.err.Error())
 	return e
 }
 

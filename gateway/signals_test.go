@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,6 +14,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	metadatafake "k8s.io/client-go/metadata/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/gateway/dedup"
@@ -517,4 +525,135 @@ func TestUnknownOutcomeWinsOverEarlierFailure(t *testing.T) {
 	if ra := rec.Header().Get("Retry-After"); ra != "" {
 		t.Errorf("Retry-After = %q on a 504", ra)
 	}
+}
+
+// A signal whose owner cannot be determined now is answered 503 with
+// Retry-After and a problem that names the object and the reason, and is
+// not recorded: recording it under its own object would open a second
+// request for the workload's incident. A real owner.Cache over a fake API
+// server whose pod reads time out shows the timeout is not guessed away.
+func TestOwnerUnresolved(t *testing.T) {
+	timeoutCache := func(t *testing.T) owner.Resolver {
+		client := newFakeMetadata(t)
+		client.PrependReactor("get", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewTimeoutError("slow", 1)
+		})
+		c, err := owner.New(client, owner.Options{Cluster: testCluster})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	forbidden := owner.Func(func(_ context.Context, obj v1alpha1.TargetRef, _ map[string]string) (v1alpha1.TargetRef, bool, error) {
+		return obj, false, &owner.LookupError{Reason: "forbidden", Kind: "ReplicaSet", Namespace: "shop", Name: "web-abc",
+			Err: apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "replicasets"}, "web-abc", errors.New("no RBAC"))}
+	})
+	for _, tc := range []struct {
+		name     string
+		resolver func(t *testing.T) owner.Resolver
+		detail   []string
+	}{
+		{"lookup timed out", timeoutCache, []string{"Pod shop/a: timeout", "not counted"}},
+		{"lookup forbidden", func(*testing.T) owner.Resolver { return forbidden }, []string{"ReplicaSet shop/web-abc: forbidden", "not counted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.Resolver = tc.resolver(t) })
+			rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
+			p := decodeProblem(t, rec, http.StatusServiceUnavailable, ProblemOwnerUnresolved)
+			if ra := rec.Header().Get("Retry-After"); ra != "1" {
+				t.Errorf("Retry-After = %q, want 1", ra)
+			}
+			for _, d := range tc.detail {
+				if !strings.Contains(p.Detail, d) {
+					t.Errorf("detail %q does not say %q", p.Detail, d)
+				}
+			}
+			if p.Index == nil || *p.Index != 0 {
+				t.Errorf("problem index = %v, want 0", p.Index)
+			}
+			if n := len(e.dedup.recorded()); n != 0 {
+				t.Errorf("recorded %d incidents, want none", n)
+			}
+		})
+	}
+}
+
+// One unresolved entry fails its whole webhook with the 503 of that entry:
+// the sender resends the webhook whole.
+func TestOwnerUnresolvedInBatch(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.BatchConcurrency = 1
+		c.Resolver = owner.Func(func(_ context.Context, obj v1alpha1.TargetRef, _ map[string]string) (v1alpha1.TargetRef, bool, error) {
+			if obj.Name == "b" {
+				return obj, false, &owner.LookupError{Reason: "unavailable", Kind: "Pod", Namespace: "shop", Name: "b", Err: errBoom}
+			}
+			return obj, false, nil
+		})
+	})
+	rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a"), firing("X", "shop", "pod", "b")))
+	p := decodeProblem(t, rec, http.StatusServiceUnavailable, ProblemOwnerUnresolved)
+	if p.Index == nil || *p.Index != 1 || !strings.Contains(p.Detail, "send it again whole") {
+		t.Errorf("problem %+v, want index 1 and a request to resend the whole payload", p)
+	}
+}
+
+// A request whose deadline passes while the owner is being looked up was
+// not counted: 503 deadline-exceeded, as for any entry not yet written.
+func TestOwnerLookupPastDeadline(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.RequestTimeout = 20 * time.Millisecond
+		c.Resolver = owner.Func(func(ctx context.Context, obj v1alpha1.TargetRef, _ map[string]string) (v1alpha1.TargetRef, bool, error) {
+			<-ctx.Done()
+			return obj, false, &owner.LookupError{Reason: "canceled", Kind: "Pod", Namespace: "shop", Name: "a", Err: ctx.Err()}
+		})
+	})
+	rec := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
+	p := decodeProblem(t, rec, http.StatusServiceUnavailable, ProblemDeadline)
+	if !strings.Contains(p.Detail, "not counted") {
+		t.Errorf("detail %q does not say the signal was not counted", p.Detail)
+	}
+	if n := len(e.dedup.recorded()); n != 0 {
+		t.Errorf("recorded %d incidents, want none", n)
+	}
+}
+
+// The resolver gets the alert's labels: a Pod that is gone resolves to its
+// Deployment through the owner labels kube-state-metrics exports.
+func TestResolverGetsAlertLabels(t *testing.T) {
+	isTrue := true
+	meta := func(apiVersion, kind, name string, uid types.UID, owners ...metav1.OwnerReference) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{
+			TypeMeta:   metav1.TypeMeta{APIVersion: apiVersion, Kind: kind},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: uid, OwnerReferences: owners},
+		}
+	}
+	client := newFakeMetadata(t,
+		meta("apps/v1", "Deployment", "checkout", "uid-d"),
+		meta("apps/v1", "ReplicaSet", "checkout-5b7c9d8f4", "uid-rs",
+			metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "checkout", UID: "uid-d", Controller: &isTrue}))
+	resolver, err := owner.New(client, owner.Options{Cluster: testCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.Resolver = resolver })
+	a := firing("KubePodCrashLooping", "shop", "pod", "checkout-5b7c9d8f4-gone1")
+	a.labels["created_by_kind"], a.labels["created_by_name"] = "ReplicaSet", "checkout-5b7c9d8f4"
+	rec := e.post(t, PathAlertmanager, webhook(t, a))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("status %d, want 201; body %s", rec.Code, rec.Body)
+	}
+	deploy := v1alpha1.TargetRef{Cluster: testCluster, APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "checkout"}
+	if r := decodeResult(t, rec); r.Fingerprint != dedup.Fingerprint(deploy) {
+		t.Errorf("fingerprint %s, want the Deployment's %s", r.Fingerprint, dedup.Fingerprint(deploy))
+	}
+}
+
+// newFakeMetadata is a fake metadata client holding objs.
+func newFakeMetadata(t *testing.T, objs ...runtime.Object) *metadatafake.FakeMetadataClient {
+	t.Helper()
+	scheme := metadatafake.NewTestScheme()
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return metadatafake.NewSimpleMetadataClient(scheme, objs...)
 }

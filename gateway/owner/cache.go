@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,14 +20,16 @@ import (
 )
 
 // Cache is the Resolver that follows controller ownerReferences through the
-// API server and remembers each object it read for a short time. It is safe
-// for concurrent use. Each request runs in a goroutine of its own that ends
+// API server, remembers each object it read for a short time, and each
+// object's resolution for as long as signals about it keep arriving. It is
+// safe for concurrent use. Each request runs in a goroutine of its own that ends
 // with the request (within RequestTimeout), so a Cache needs no Close.
 type Cache struct {
 	client         metadata.Interface
 	cluster        string
 	ttl            time.Duration
 	negativeTTL    time.Duration
+	errorTTL       time.Duration
 	maxEntries     int
 	requestTimeout time.Duration
 	clock          clock.PassiveClock
@@ -44,14 +45,17 @@ type Cache struct {
 	// a key that is neither cached nor in flight starts one; the others
 	// wait for it, so one object costs at most one request at a time.
 	flights map[objectKey]*flight
+	// memory holds the last resolution of each object Resolve was asked
+	// about, for when that object is gone.
+	memory *memory
 }
 
 var _ Resolver = (*Cache)(nil)
 
 // New returns a Cache that reads object metadata through client. The client
 // needs get on the resources of the kind table (see the package
-// documentation); a missing permission makes resolution fall back, not
-// fail.
+// documentation); a missing permission makes Resolve fail with
+// ErrUnresolved rather than guess.
 func New(client metadata.Interface, opts Options) (*Cache, error) {
 	if client == nil {
 		return nil, errors.New("owner: nil metadata client")
@@ -69,6 +73,7 @@ func New(client metadata.Interface, opts Options) (*Cache, error) {
 		cluster:        opts.Cluster,
 		ttl:            opts.TTL,
 		negativeTTL:    opts.NegativeTTL,
+		errorTTL:       opts.ErrorTTL,
 		maxEntries:     opts.MaxEntries,
 		requestTimeout: opts.RequestTimeout,
 		clock:          opts.Clock,
@@ -76,6 +81,7 @@ func New(client metadata.Interface, opts Options) (*Cache, error) {
 		entries:        make(map[objectKey]*list.Element),
 		lru:            list.New(),
 		flights:        make(map[objectKey]*flight),
+		memory:         newMemory(opts.ResolutionTTL, opts.MaxEntries, m.resolutionEvictions.Inc),
 	}, nil
 }
 
@@ -88,13 +94,24 @@ type objectKey struct {
 	name      string
 }
 
-// link is what one lookup learns about an object: its UID and its
-// controller reference (nil if it has none), or the error that prevented
-// reading it.
+// String returns "Kind namespace/name" ("Kind name" when cluster-scoped),
+// for logs.
+func (k objectKey) String() string {
+	if k.namespace == "" {
+		return k.kind.Kind + " " + k.name
+	}
+	return k.kind.Kind + " " + k.namespace + "/" + k.name
+}
+
+// link is what one lookup learns about an object: its UID, its controller
+// reference (nil if it has none) and its pod-template-hash label (what
+// tells a Deployment's ReplicaSet), or the error that prevented reading
+// it.
 type link struct {
-	uid        types.UID
-	controller *metav1.OwnerReference
-	err        error
+	uid             types.UID
+	controller      *metav1.OwnerReference
+	podTemplateHash string
+	err             error
 }
 
 type entry struct {
@@ -112,103 +129,189 @@ type flight struct {
 
 // Resolve returns the top controller owner of obj, with obj's Cluster, and
 // true; or obj itself and false when obj has no controller owner or when the
-// chain cannot be followed. It never blocks longer than ctx allows; when ctx
-// ends first it falls back.
-func (c *Cache) Resolve(ctx context.Context, obj v1alpha1.TargetRef) (v1alpha1.TargetRef, bool) {
+// chain cannot be followed and retrying would not help. When obj is gone it
+// answers from what remains (see the package documentation), reading owner
+// labels from labels. It returns an error wrapping ErrUnresolved, and obj,
+// when a lookup it needed could not be completed: a timeout, an API server
+// error or refusal, or ctx ending first.
+func (c *Cache) Resolve(ctx context.Context, obj v1alpha1.TargetRef, labels map[string]string) (v1alpha1.TargetRef, bool, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	if obj.Cluster != c.cluster {
 		c.metrics.resolves.WithLabelValues(outcomeSkipped).Inc()
 		log.V(1).Info("owner resolution skipped: another cluster", "target", obj.String(), "cluster", c.cluster)
-		return obj, false
+		return obj, false, nil
 	}
-	k, ok := kinds[schema.GroupKind{Group: obj.Group(), Kind: obj.Kind}]
+	gk := schema.GroupKind{Group: obj.Group(), Kind: obj.Kind}
+	k, ok := kinds[gk]
 	if !ok || (k.namespaced && obj.Namespace == "") || obj.Name == "" {
 		c.metrics.resolves.WithLabelValues(outcomeSkipped).Inc()
 		log.V(1).Info("owner resolution skipped: kind not resolvable or object incompletely named", "target", obj.String(), "apiVersion", obj.APIVersion)
-		return obj, false
+		return obj, false, nil
 	}
-	cur := objectKey{kind: schema.GroupKind{Group: obj.Group(), Kind: obj.Kind}, name: obj.Name}
+	start := objectKey{kind: gk, name: obj.Name}
 	if k.namespaced {
-		cur.namespace = obj.Namespace
+		start.namespace = obj.Namespace
 	}
-	curAPIVersion := obj.APIVersion
-	// wantUID is the UID the reference that led to cur names: an object
-	// re-created under the same name is not the owner.
+	w := c.follow(ctx, start, obj.APIVersion, nil)
+	switch w.failure {
+	case noFailure:
+		self := w.hops == 0
+		c.remember(start, w.target(obj.Cluster), self)
+		if self {
+			c.metrics.resolves.WithLabelValues(outcomeSelf).Inc()
+			return obj, false, nil
+		}
+		c.metrics.resolves.WithLabelValues(outcomeOwner).Inc()
+		return w.target(obj.Cluster), true, nil
+	case unknowable:
+		return c.unresolved(ctx, obj, w)
+	case gone:
+		if to, ok, found := c.recall(start, obj); found {
+			c.metrics.resolves.WithLabelValues(outcomeRemembered).Inc()
+			log.V(1).Info("owner resolved from memory: an object of the chain is gone", "target", obj.String(), "workload", to.String(), "gone", w.at.String())
+			return to, ok, nil
+		}
+		if w.at != start {
+			// obj exists and names its controller, which is gone: there
+			// is nothing to infer.
+			break
+		}
+		for _, cand := range candidates(start, labels) {
+			cw := c.follow(ctx, cand.key, cand.apiVersion, func(l link) bool { return confirms(cand, l) })
+			switch cw.failure {
+			case noFailure:
+				to := cw.target(obj.Cluster)
+				c.remember(start, to, false)
+				c.metrics.resolves.WithLabelValues(outcomeInferred).Inc()
+				log.V(1).Info("owner of a gone object inferred and confirmed", "target", obj.String(), "workload", to.String(),
+					"candidate", cand.key.String(), "fromLabel", cand.fromLabel)
+				return to, true, nil
+			case unknowable:
+				// The candidate may be the owner: not knowing is not
+				// a reason to try the next one, or the object.
+				return c.unresolved(ctx, obj, cw)
+			}
+		}
+	}
+	c.metrics.resolves.WithLabelValues(outcomeFallback).Inc()
+	c.metrics.fallbacks.WithLabelValues(w.reason).Inc()
+	log.V(1).Info("owner resolution fell back to the object itself", "target", obj.String(), "reason", w.reason, "at", w.at.String(), "err", w.err)
+	return obj, false, nil
+}
+
+// unresolved ends a Resolve whose walk w could not complete a lookup.
+func (c *Cache) unresolved(ctx context.Context, obj v1alpha1.TargetRef, w walk) (v1alpha1.TargetRef, bool, error) {
+	c.metrics.resolves.WithLabelValues(outcomeError).Inc()
+	c.metrics.errors.WithLabelValues(w.reason).Inc()
+	err := &LookupError{Reason: w.reason, Kind: w.at.kind.Kind, Namespace: w.at.namespace, Name: w.at.name, Err: w.err}
+	logr.FromContextOrDiscard(ctx).V(1).Info("owner unresolved", "target", obj.String(), "err", err.Error())
+	return obj, false, err
+}
+
+// remember records that key resolved to to (or to itself).
+func (c *Cache) remember(key objectKey, to v1alpha1.TargetRef, self bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.memory.put(key, to, self, c.clock.Now())
+}
+
+// recall returns the remembered resolution of key, as Resolve of obj
+// answers it, and whether there was one.
+func (c *Cache) recall(key objectKey, obj v1alpha1.TargetRef) (v1alpha1.TargetRef, bool, bool) {
+	c.mu.Lock()
+	r, found := c.memory.get(key, c.clock.Now())
+	c.mu.Unlock()
+	switch {
+	case !found:
+		return v1alpha1.TargetRef{}, false, false
+	case r.self:
+		return obj, false, true
+	default:
+		to := r.to
+		to.Cluster = obj.Cluster
+		return to, true, true
+	}
+}
+
+// walk is where following controller references from one object ended.
+type walk struct {
+	// top and apiVersion are the last object reached; it is the workload
+	// when failure is noFailure.
+	top        objectKey
+	apiVersion string
+	// hops is the number of references followed to reach top.
+	hops int
+	// failure, reason, at and err say why the walk stopped short: the
+	// object at which it did, and the error of its lookup, if any.
+	failure failure
+	reason  string
+	at      objectKey
+	err     error
+}
+
+// target returns the TargetRef of w's top object in cluster.
+func (w walk) target(cluster string) v1alpha1.TargetRef {
+	return v1alpha1.TargetRef{Cluster: cluster, APIVersion: w.apiVersion, Kind: w.top.kind.Kind, Namespace: w.top.namespace, Name: w.top.name}
+}
+
+// follow walks up the controller references from start, read at
+// apiVersion, to the first object without one. check, if not nil, must
+// accept what the lookup of start found, or the walk stops short
+// (permanent, reason unconfirmed).
+func (c *Cache) follow(ctx context.Context, start objectKey, apiVersion string, check func(link) bool) walk {
+	w := walk{top: start, apiVersion: apiVersion}
+	stop := func(f failure, reason string, err error) walk {
+		w.failure, w.reason, w.at, w.err = f, reason, w.top, err
+		return w
+	}
+	// wantUID is the UID the reference that led to the current object
+	// names: an object re-created under the same name is not the owner.
 	var wantUID types.UID
 	seen := make([]objectKey, 0, 4)
-	fallback := func(reason string, keysAndValues ...any) (v1alpha1.TargetRef, bool) {
-		c.metrics.resolves.WithLabelValues(outcomeFallback).Inc()
-		c.metrics.fallbacks.WithLabelValues(reason).Inc()
-		log.V(1).Info("owner resolution fell back to the object itself", append([]any{"target", obj.String(), "reason", reason,
-			"at", cur.kind.Kind + "/" + cur.name}, keysAndValues...)...)
-		return obj, false
-	}
-	for hops := 0; ; hops++ {
-		if slices.Contains(seen, cur) {
-			return fallback(reasonCycle)
+	for ; ; w.hops++ {
+		if slices.Contains(seen, w.top) {
+			return stop(permanent, reasonCycle, nil)
 		}
-		seen = append(seen, cur)
-		l := c.lookup(ctx, cur)
-		if l.err != nil {
-			return fallback(errorReason(l.err), "err", l.err)
+		seen = append(seen, w.top)
+		l := c.lookup(ctx, w.top)
+		if f, reason := classify(l.err); f != noFailure {
+			return stop(f, reason, l.err)
+		}
+		if check != nil && w.hops == 0 && !check(l) {
+			return stop(permanent, reasonUnconfirmed, nil)
 		}
 		if wantUID != "" && l.uid != wantUID {
-			return fallback(reasonOwnerReplaced, "wantUID", wantUID, "uid", l.uid)
+			// The owner the reference names is gone; another object
+			// has its name.
+			return stop(gone, reasonOwnerReplaced, fmt.Errorf("reference names UID %s, object has %s", wantUID, l.uid))
 		}
 		if l.controller == nil {
-			if hops == 0 {
-				c.metrics.resolves.WithLabelValues(outcomeSelf).Inc()
-				return obj, false
-			}
-			c.metrics.resolves.WithLabelValues(outcomeOwner).Inc()
-			return v1alpha1.TargetRef{
-				Cluster:    obj.Cluster,
-				APIVersion: curAPIVersion,
-				Kind:       cur.kind.Kind,
-				Namespace:  cur.namespace,
-				Name:       cur.name,
-			}, true
+			return w
 		}
-		if hops == MaxHops {
-			return fallback(reasonTooLong)
+		if w.hops == MaxHops {
+			return stop(permanent, reasonTooLong, nil)
 		}
 		ref := l.controller
+		unknown := fmt.Errorf("controller %s %s of an unreadable kind or scope", ref.APIVersion, ref.Kind)
 		gv, err := schema.ParseGroupVersion(ref.APIVersion)
 		if err != nil || ref.Name == "" {
-			return fallback(reasonUnknownOwner, "ownerAPIVersion", ref.APIVersion, "ownerKind", ref.Kind)
+			return stop(permanent, reasonUnknownOwner, unknown)
 		}
 		next := objectKey{kind: schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, name: ref.Name}
 		nk, ok := kinds[next.kind]
 		if !ok {
-			return fallback(reasonUnknownOwner, "ownerAPIVersion", ref.APIVersion, "ownerKind", ref.Kind)
+			return stop(permanent, reasonUnknownOwner, unknown)
 		}
 		if nk.namespaced {
 			// A namespaced owner is in its dependent's namespace; a
 			// cluster-scoped object cannot have one.
-			if cur.namespace == "" {
-				return fallback(reasonUnknownOwner, "ownerAPIVersion", ref.APIVersion, "ownerKind", ref.Kind)
+			if w.top.namespace == "" {
+				return stop(permanent, reasonUnknownOwner, unknown)
 			}
-			next.namespace = cur.namespace
+			next.namespace = w.top.namespace
 		}
 		wantUID = ref.UID
-		curAPIVersion = ref.APIVersion
-		cur = next
-	}
-}
-
-// errorReason classifies a failed lookup for fallbacks_total.
-func errorReason(err error) string {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return reasonCanceled
-	case apierrors.IsNotFound(err):
-		return reasonNotFound
-	case apierrors.IsForbidden(err):
-		return reasonForbidden
-	case errors.Is(err, context.DeadlineExceeded), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err):
-		return reasonTimeout
-	default:
-		return reasonAPIError
+		w.top, w.apiVersion = next, ref.APIVersion
 	}
 }
 
@@ -235,7 +338,7 @@ func (c *Cache) lookup(ctx context.Context, key objectKey) link {
 			// Nobody would wait for the answer; the cache above still
 			// served this caller if it could.
 			c.mu.Unlock()
-			return link{err: err}
+			return link{err: fmt.Errorf("%w: %w", errCallerDone, err)}
 		}
 		f = &flight{done: make(chan struct{})}
 		c.flights[key] = f
@@ -252,12 +355,13 @@ func (c *Cache) lookup(ctx context.Context, key objectKey) link {
 	case <-f.done:
 		return f.link
 	case <-ctx.Done():
-		return link{err: ctx.Err()}
+		return link{err: fmt.Errorf("%w: %w", errCallerDone, ctx.Err())}
 	}
 }
 
 // fetch reads key's metadata, records the answer for TTL (NegativeTTL if
-// the read failed), ends the flight and wakes its waiters.
+// the object is not found or the API server refused the request for good,
+// ErrorTTL if it failed otherwise), ends the flight and wakes its waiters.
 func (c *Cache) fetch(ctx context.Context, key objectKey, f *flight) {
 	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
@@ -276,23 +380,29 @@ func (c *Cache) fetch(ctx context.Context, key objectKey, f *flight) {
 	switch {
 	case err != nil:
 		l.err = err
-		ttl = c.negativeTTL
 		c.metrics.lookups.WithLabelValues(resultError).Inc()
 		log := logr.FromContextOrDiscard(ctx).WithValues("kind", key.kind.Kind, "namespace", key.namespace, "name", key.name)
-		if apierrors.IsNotFound(err) {
+		switch f, _ := classify(err); f {
+		case gone:
+			ttl = c.negativeTTL
 			log.V(1).Info("owner lookup: object not found")
-		} else {
+		case unknowable:
+			ttl = c.errorTTL
 			// Once per request, not per signal: the failure is cached.
-			log.Info("owner lookup failed; signals about this object keep their own target until it succeeds", "err", err, "retryAfter", ttl)
+			log.Info("owner lookup failed; signals that need this object are refused until it succeeds", "err", err, "retryAfter", ttl)
+		default:
+			ttl = c.negativeTTL
+			log.Info("owner lookup refused; signals about this object keep their own target", "err", err, "retryAfter", ttl)
 		}
 	case obj == nil:
 		// Not a response a real client gives; treated as a failure so
 		// that no nil is dereferenced.
 		l.err = fmt.Errorf("get %s %s/%s: empty response", key.kind, key.namespace, key.name)
-		ttl = c.negativeTTL
+		ttl = c.errorTTL
 		c.metrics.lookups.WithLabelValues(resultError).Inc()
 	default:
 		l.uid = obj.UID
+		l.podTemplateHash = obj.Labels["pod-template-hash"]
 		if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
 			cp := *ref
 			l.controller = &cp

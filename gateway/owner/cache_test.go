@@ -2,6 +2,8 @@ package owner_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/gateway/owner"
@@ -25,7 +28,7 @@ var (
 
 func mustResolve(t *testing.T, e *env, in, want v1alpha1.TargetRef, wantOK bool) {
 	t.Helper()
-	if got, ok := e.resolve(in); got != want || ok != wantOK {
+	if got, ok := e.resolve(t, in); got != want || ok != wantOK {
 		t.Fatalf("Resolve(%v) = %v, %v; want %v, %v", in, got, ok, want, wantOK)
 	}
 }
@@ -38,7 +41,8 @@ func wantGets(t *testing.T, e *env, n int) {
 }
 
 // TestCacheTTL: within TTL a resolve sends no request, even when the owner
-// has gone meanwhile; from TTL on, every object is read again.
+// has gone meanwhile; from TTL on, every object is read again, and the
+// owner found gone is answered from the pod's remembered resolution.
 func TestCacheTTL(t *testing.T) {
 	e := newEnv(t, nil, deploymentChain()...)
 	mustResolve(t, e, pod1, deploy, true)
@@ -57,21 +61,23 @@ func TestCacheTTL(t *testing.T) {
 	}
 
 	e.clock.Step(time.Nanosecond)
-	mustResolve(t, e, pod1, pod1, false)
+	mustResolve(t, e, pod1, deploy, true)
 	wantGets(t, e, 6)
-	if n := e.metric(t, "fallbacks_total", "reason", "not_found"); n != 1 {
-		t.Errorf("fallbacks_total{reason=not_found} = %v; want 1", n)
+	if n := e.metric(t, "resolves_total", "outcome", "remembered"); n != 1 {
+		t.Errorf("resolves_total{outcome=remembered} = %v; want 1", n)
 	}
 }
 
 // TestCacheNegativeTTL: a failed lookup is remembered for NegativeTTL
 // (default TTL/3), not TTL, and then retried.
 func TestCacheNegativeTTL(t *testing.T) {
+	// A name that implies no candidate owner: one request per resolve.
+	pod1 := ref("v1", "Pod", ns, "lonely")
 	e := newEnv(t, nil)
 	mustResolve(t, e, pod1, pod1, false)
 	wantGets(t, e, 1)
 
-	if err := e.client.Tracker().Add(object("v1", "Pod", ns, "web-abc-1", "uid-pod1")); err != nil {
+	if err := e.client.Tracker().Add(object("v1", "Pod", ns, "lonely", "uid-pod1")); err != nil {
 		t.Fatalf("add pod: %v", err)
 	}
 	e.clock.Step(owner.DefaultTTL/3 - time.Nanosecond)
@@ -91,6 +97,7 @@ func TestCacheNegativeTTL(t *testing.T) {
 
 // TestCacheNegativeTTLOption: an explicit NegativeTTL replaces the default.
 func TestCacheNegativeTTLOption(t *testing.T) {
+	pod1 := ref("v1", "Pod", ns, "lonely")
 	e := newEnv(t, func(o *owner.Options) { o.TTL = time.Minute; o.NegativeTTL = time.Second })
 	mustResolve(t, e, pod1, pod1, false)
 	e.clock.Step(time.Second - time.Nanosecond)
@@ -214,7 +221,7 @@ func TestConcurrentResolvesShareRequests(t *testing.T) {
 	results := make(chan result, n)
 	for range n {
 		go func() {
-			to, ok := e.resolve(pod1)
+			to, ok := e.resolve(t, pod1)
 			results <- result{to, ok}
 		}()
 	}
@@ -238,22 +245,22 @@ func TestConcurrentResolvesShareRequests(t *testing.T) {
 }
 
 // TestCallerGivingUpDoesNotCancelTheRequest: a caller whose context ends
-// while it waits falls back at once; the request goes on for whoever else
-// waits, and its answer is cached.
+// while it waits gets an error at once, not a guess; the request goes on
+// for whoever else waits, and its answer is cached.
 func TestCallerGivingUpDoesNotCancelTheRequest(t *testing.T) {
 	e := newEnv(t, nil, deploymentChain()...)
 	g := newGate(t, e, "pods")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	impatient := make(chan v1alpha1.TargetRef, 1)
+	impatient := make(chan error, 1)
 	go func() {
-		to, _ := e.cache.Resolve(ctx, pod1)
-		impatient <- to
+		_, _, err := e.cache.Resolve(ctx, pod1, nil)
+		impatient <- err
 	}()
 	g.waitEntered(t)
 	patient := make(chan v1alpha1.TargetRef, 1)
 	go func() {
-		to, _ := e.resolve(pod1)
+		to, _ := e.resolve(t, pod1)
 		patient <- to
 	}()
 	waitFor(t, "the second caller to join the request", func() bool {
@@ -261,11 +268,11 @@ func TestCallerGivingUpDoesNotCancelTheRequest(t *testing.T) {
 	})
 
 	cancel()
-	if to := <-impatient; to != pod1 {
-		t.Errorf("impatient caller got %v; want the object itself", to)
+	if err := <-impatient; !errors.Is(err, owner.ErrUnresolved) || !errors.Is(err, context.Canceled) {
+		t.Errorf("impatient caller got error %v; want ErrUnresolved and context.Canceled", err)
 	}
-	if n := e.metric(t, "fallbacks_total", "reason", "canceled"); n != 1 {
-		t.Errorf("fallbacks_total{reason=canceled} = %v; want 1", n)
+	if n := e.metric(t, "errors_total", "reason", "canceled"); n != 1 {
+		t.Errorf("errors_total{reason=canceled} = %v; want 1", n)
 	}
 	g.open()
 	if to := <-patient; to != deploy {
@@ -330,28 +337,57 @@ func (h *hangingClient) Get(ctx context.Context, _ string, _ metav1.GetOptions, 
 }
 
 // TestRequestTimeout: a request that hangs ends at RequestTimeout (the
-// caller's own context has no deadline), falls back, and the failure is
-// remembered.
+// caller's own context has no deadline) and Resolve fails with a timeout,
+// not a fallback; the failure is remembered for ErrorTTL, and then the
+// object is asked for again.
 func TestRequestTimeout(t *testing.T) {
 	hc := &hangingClient{}
 	reg := prometheus.NewRegistry()
 	e := &env{reg: reg}
-	c, err := owner.New(hc, owner.Options{Cluster: cluster, RequestTimeout: 10 * time.Millisecond, Registerer: reg})
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c, err := owner.New(hc, owner.Options{Cluster: cluster, RequestTimeout: 10 * time.Millisecond, Clock: clk, Registerer: reg})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	for range 2 {
-		if got, ok := c.Resolve(context.Background(), pod1); got != pod1 || ok {
-			t.Errorf("Resolve = %v, %v; want the object itself and false", got, ok)
+	resolve := func() {
+		t.Helper()
+		got, ok, err := c.Resolve(context.Background(), pod1, nil)
+		var le *owner.LookupError
+		if !errors.Is(err, owner.ErrUnresolved) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &le) {
+			t.Fatalf("Resolve error = %v; want a *LookupError wrapping ErrUnresolved and context.DeadlineExceeded", err)
+		}
+		if le.Reason != "timeout" || le.Kind != "Pod" || le.Namespace != ns || le.Name != pod1.Name {
+			t.Errorf("LookupError = %+v; want reason timeout about Pod %s/%s", le, ns, pod1.Name)
+		}
+		if got != pod1 || ok {
+			t.Errorf("Resolve = %v, %v; want the object itself and false along with the error", got, ok)
 		}
 	}
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.gets != 1 || !hc.hadDeadline {
-		t.Errorf("gets = %d, had deadline = %v; want 1 request, with a deadline", hc.gets, hc.hadDeadline)
+	gets := func() int {
+		hc.mu.Lock()
+		defer hc.mu.Unlock()
+		return hc.gets
 	}
-	if n := e.metric(t, "fallbacks_total", "reason", "timeout"); n != 2 {
-		t.Errorf("fallbacks_total{reason=timeout} = %v; want 2", n)
+	resolve()
+	resolve()
+	if n := gets(); n != 1 {
+		t.Errorf("gets = %d; want 1 (the failure is remembered)", n)
+	}
+	clk.Step(owner.DefaultErrorTTL)
+	resolve()
+	if n := gets(); n != 2 {
+		t.Errorf("gets = %d after ErrorTTL; want 2", n)
+	}
+	hc.mu.Lock()
+	if !hc.hadDeadline {
+		t.Error("the request had no deadline")
+	}
+	hc.mu.Unlock()
+	if n := e.metric(t, "errors_total", "reason", "timeout"); n != 3 {
+		t.Errorf("errors_total{reason=timeout} = %v; want 3", n)
+	}
+	if n := e.metric(t, "resolves_total", "outcome", "fallback"); n != 0 {
+		t.Errorf("resolves_total{outcome=fallback} = %v; want 0", n)
 	}
 }
 
@@ -367,6 +403,8 @@ func TestNewValidates(t *testing.T) {
 		{"negative negative TTL", owner.Options{Cluster: cluster, NegativeTTL: -time.Second}, "negative TTL -1s"},
 		{"TTL too short for a default negative TTL", owner.Options{Cluster: cluster, TTL: 2}, "negative TTL 0s"},
 		{"negative max entries", owner.Options{Cluster: cluster, MaxEntries: -1}, "max entries -1"},
+		{"negative error TTL", owner.Options{Cluster: cluster, ErrorTTL: -time.Second}, "error TTL -1s"},
+		{"negative resolution TTL", owner.Options{Cluster: cluster, ResolutionTTL: -time.Second}, "resolution TTL -1s"},
 		{"negative request timeout", owner.Options{Cluster: cluster, RequestTimeout: -time.Second}, "request timeout -1s"},
 	}
 	for _, tc := range cases {
@@ -391,8 +429,8 @@ func TestSharedRegistry(t *testing.T) {
 		t.Fatalf("second New on the same registry: %v", err)
 	}
 	mustResolve(t, e, pod1, deploy, true)
-	if got, ok := other.Resolve(context.Background(), pod2); got != deploy || !ok {
-		t.Fatalf("Resolve = %v, %v", got, ok)
+	if got, ok, err := other.Resolve(context.Background(), pod2, nil); got != deploy || !ok || err != nil {
+		t.Fatalf("Resolve = %v, %v, %v", got, ok, err)
 	}
 	if n := e.metric(t, "resolves_total", "outcome", "owner"); n != 2 {
 		t.Errorf("resolves_total{outcome=owner} = %v; want 2 (both Caches)", n)
@@ -405,16 +443,22 @@ func TestSharedRegistry(t *testing.T) {
 	}
 }
 
-func TestStaticAndIdentity(t *testing.T) {
+func TestStaticFuncAndIdentity(t *testing.T) {
 	s := owner.Static{pod1: deploy}
 	ctx := context.Background()
-	if got, ok := s.Resolve(ctx, pod1); got != deploy || !ok {
-		t.Errorf("Static.Resolve(mapped) = %v, %v", got, ok)
+	if got, ok, err := s.Resolve(ctx, pod1, nil); got != deploy || !ok || err != nil {
+		t.Errorf("Static.Resolve(mapped) = %v, %v, %v", got, ok, err)
 	}
-	if got, ok := s.Resolve(ctx, pod2); got != pod2 || ok {
-		t.Errorf("Static.Resolve(unmapped) = %v, %v", got, ok)
+	if got, ok, err := s.Resolve(ctx, pod2, nil); got != pod2 || ok || err != nil {
+		t.Errorf("Static.Resolve(unmapped) = %v, %v, %v", got, ok, err)
 	}
-	if got, ok := (owner.Identity{}).Resolve(ctx, pod1); got != pod1 || ok {
-		t.Errorf("Identity.Resolve = %v, %v", got, ok)
+	if got, ok, err := (owner.Identity{}).Resolve(ctx, pod1, nil); got != pod1 || ok || err != nil {
+		t.Errorf("Identity.Resolve = %v, %v, %v", got, ok, err)
+	}
+	f := owner.Func(func(_ context.Context, obj v1alpha1.TargetRef, labels map[string]string) (v1alpha1.TargetRef, bool, error) {
+		return obj, false, fmt.Errorf("%w: %s", owner.ErrUnresolved, labels["why"])
+	})
+	if _, _, err := f.Resolve(ctx, pod1, map[string]string{"why": "test"}); !errors.Is(err, owner.ErrUnresolved) || err.Error() != "owner unresolved: test" {
+		t.Errorf("Func.Resolve error = %v", err)
 	}
 }

@@ -13,13 +13,44 @@
 //
 // # Guarantees
 //
-//   - Resolve never fails and never drops a signal. When the chain cannot be
-//     followed (an object is gone or unreadable, a request times out, the
-//     caller's context ends, an owner is of a kind outside the table, the
-//     chain loops or exceeds MaxHops, the object is in another cluster) it
-//     returns the object itself and false. The boolean is true only when at
-//     least one owner hop was taken, and then the result keeps the input's
-//     Cluster and carries the owner's apiVersion, kind, namespace and name.
+//   - Resolve answers in one of three ways. The workload and true when it
+//     followed at least one owner hop (the result keeps the input's Cluster
+//     and carries the owner's apiVersion, kind, namespace and name). The
+//     object itself and false when the object has no controller owner, or
+//     when the chain cannot be followed and asking again would not change
+//     that: an owner of a kind outside the table, a cycle, more than
+//     MaxHops owners, a 4xx other than 401, 403, 408 and 429, an object of
+//     another cluster, or a gone object or owner that nothing below stands
+//     in for. An error wrapping ErrUnresolved, a *LookupError, when a
+//     lookup it needed did not complete: a timeout, a 5xx or 429, no
+//     connection, a 403 or 401, or the caller's context ending first.
+//     It never answers a failure that may pass with a guess: the caller
+//     must not record a signal whose Resolve failed under its own object,
+//     since that would split one incident in two.
+//   - A resolution is remembered for the incident. Each successful
+//     resolution of an object (to its owner, or to itself) is kept for
+//     Options.ResolutionTTL after the last Resolve of that object. When an
+//     object of the chain is gone (NotFound, or an owner replaced by
+//     another object of its name), Resolve answers with the remembered
+//     resolution: a Pod deleted while alerts about it still arrive keeps
+//     resolving to its Deployment.
+//   - A gone object with nothing remembered is resolved from what remains,
+//     and only through an owner a lookup confirms. Candidates are tried in
+//     this order: the owner the signal's labels name as exporters write
+//     them (owner_kind/owner_name, unless owner_is_controller is "false";
+//     created_by_kind/created_by_name; workload_type/workload), confirmed
+//     by existing; then, for a Pod, the owners its name implies: the
+//     ReplicaSet <rs> of a name <rs>-<5 generated characters>, confirmed by
+//     being controlled by a Deployment <d> with <rs> = <d>-<its
+//     pod-template-hash label> (and that hash equal to the Pod's when the
+//     labels pod_template_hash or label_pod_template_hash carry it); the
+//     StatefulSet <s> of a name <s>-<ordinal>; the DaemonSet or Job <x> of
+//     a name <x>-<5 generated characters>, each confirmed by existing. A
+//     confirmed candidate's own chain is followed to the workload. A
+//     candidate whose lookup does not complete makes Resolve fail, as
+//     above. Only when no candidate is confirmed does Resolve return the
+//     object itself. A Pod that exists but whose owner is gone is not
+//     inferred from: its controller reference says which owner it had.
 //   - Every object of a chain is checked against the UID its dependent's
 //     reference names: an owner deleted and re-created under the same name
 //     is not taken for the owner.
@@ -27,20 +58,32 @@
 //     that need the same object share one request, and a resolve whose
 //     context ends stops waiting without cancelling the request for the
 //     others. Each request is bounded by Options.RequestTimeout.
-//   - Memory is bounded by Options.MaxEntries (least recently used first).
+//   - Memory is bounded by Options.MaxEntries objects and as many
+//     remembered resolutions (least recently used first).
 //
 // # What is not guaranteed
 //
 //   - Freshness. What one object's lookup learned is reused for Options.TTL
-//     (a failure for Options.NegativeTTL). A deleted owner keeps being
-//     reported, and a new one missed, for up to TTL; an object that becomes
-//     readable is seen up to NegativeTTL late.
-//   - A stable answer across failures. A fallback changes the target, and
-//     so the fingerprint, of the signals it affects: while the API server
-//     is unreachable or the gateway lacks permission, signals about the
-//     Pods of one Deployment are deduplicated per Pod. Failures are cached
-//     for NegativeTTL, which bounds the request rate during an outage and
-//     lengthens the degraded period after it by at most NegativeTTL.
+//     (NotFound for Options.NegativeTTL, a lookup that did not complete for
+//     Options.ErrorTTL). A deleted owner keeps being reported, and a new
+//     one missed, for up to TTL; an object that becomes readable is seen
+//     up to NegativeTTL late; signals that need an object whose lookup
+//     failed are refused for up to ErrorTTL after it would succeed.
+//   - A remembered resolution is used only for a gone object. It is kept
+//     by one Cache, in one process: a gateway replica that never resolved
+//     the object, or that restarted, infers from what remains instead.
+//   - Inference from names. A Pod whose generated name was cut short (a
+//     ReplicaSet, DaemonSet or Job name longer than 57 characters) yields
+//     no candidate, nor does a ReplicaSet gone with its Pod; a Pod of a
+//     ReplicaSet of another controller than a Deployment (an Argo
+//     Rollout) is not inferred from its name. These fall back to the Pod. The labels the
+//     candidates come from are the signal's, as its sender wrote them: a
+//     label that names an existing object of the table is believed.
+//   - Availability during failures. While the API server is unreachable
+//     or the gateway lacks a permission, signals that need a lookup are
+//     refused (the gateway answers 503) rather than counted under the
+//     wrong target. A missing permission is a misconfiguration and is not
+//     retried away: it lasts until it is fixed.
 //   - Workloads of custom kinds. The kind table is fixed (no discovery):
 //     Pod, ReplicationController, PersistentVolumeClaim, Service, Node,
 //     ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob. A Pod
@@ -54,7 +97,9 @@
 //
 // A cold resolve of a Pod of a Deployment sends three GET requests (Pod,
 // ReplicaSet, Deployment), of metadata only; within TTL it sends none, and
-// another Pod of the same ReplicaSet sends one. Reads are quorum reads
+// another Pod of the same ReplicaSet sends one. A gone Pod with nothing
+// remembered costs one request per candidate until one is confirmed, at
+// most seven, plus the confirmed candidate's owners. Reads are quorum reads
 // (no resourceVersion=0): a signal often follows the creation of its
 // object by milliseconds, and the API server's watch cache could still
 // answer NotFound, which would then be remembered for NegativeTTL.
@@ -64,8 +109,8 @@
 // The client needs get on pods, replicationcontrollers,
 // persistentvolumeclaims, services and nodes (core group), on replicasets,
 // deployments, statefulsets and daemonsets (apps), and on jobs and cronjobs
-// (batch). A missing permission makes resolution of the affected chains
-// fall back, counted as reason="forbidden".
+// (batch). A missing permission makes Resolve fail for the affected
+// chains, counted in errors_total{reason="forbidden"}.
 //
 // # Metrics
 //
@@ -77,11 +122,15 @@
 //     succeeded), error (a request that failed). miss+error is the number
 //     of API requests sent.
 //   - resolves_total{outcome}: one per Resolve call: owner, self (no
-//     controller owner), fallback, skipped (not looked up: another
-//     cluster, a kind outside the table, a namespaced kind without a
-//     namespace).
+//     controller owner), remembered (an object of the chain is gone,
+//     answered from memory), inferred (the object is gone, resolved
+//     through a confirmed candidate), fallback, error, skipped (not looked
+//     up: another cluster, a kind outside the table, a namespaced kind
+//     without a namespace).
 //   - fallbacks_total{reason}: why a fallback happened: not_found,
-//     forbidden, timeout, api_error, canceled, owner_replaced,
-//     unknown_owner, cycle, too_long.
-//   - cache_evictions_total: entries evicted to stay within MaxEntries.
+//     rejected, owner_replaced, unknown_owner, cycle, too_long.
+//   - errors_total{reason}: why Resolve failed: timeout, unavailable,
+//     forbidden, unauthorized, canceled.
+//   - cache_evictions_total: objects evicted to stay within MaxEntries;
+//     resolution_evictions_total: remembered resolutions evicted.
 package owner

@@ -104,9 +104,15 @@ func (e *env) gets() []string {
 	return out
 }
 
-// resolve calls Resolve with a background context.
-func (e *env) resolve(obj v1alpha1.TargetRef) (v1alpha1.TargetRef, bool) {
-	return e.cache.Resolve(context.Background(), obj)
+// resolve calls Resolve with a background context and no labels, and
+// reports an error as a failure of t.
+func (e *env) resolve(t testing.TB, obj v1alpha1.TargetRef) (v1alpha1.TargetRef, bool) {
+	t.Helper()
+	to, ok, err := e.cache.Resolve(context.Background(), obj, nil)
+	if err != nil {
+		t.Errorf("Resolve(%v): %v", obj, err)
+	}
+	return to, ok
 }
 
 // metric returns the value of the counter leasehold_owner_<name> with the

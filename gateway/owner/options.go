@@ -23,15 +23,31 @@ type Options struct {
 	// owner keeps being reported. Default 30s.
 	TTL time.Duration
 
-	// NegativeTTL is how long a failed lookup (NotFound, Forbidden, timeout,
-	// any API error) is reused before the object is asked for again. It
-	// keeps a storm of signals about an unreadable object from turning into
-	// a storm of requests, and is shorter than TTL so that recovery is seen
-	// soon. Default TTL/3.
+	// NegativeTTL is how long a lookup that found no object (NotFound), or
+	// that the API server refused for good (a 4xx other than 401, 403, 408
+	// and 429), is reused before the object is asked for again. It keeps a
+	// storm of signals about a deleted object from turning into a storm of
+	// requests, and is shorter than TTL so that a new object is seen soon.
+	// Default TTL/3.
 	NegativeTTL time.Duration
 
+	// ErrorTTL is how long a lookup that did not complete (a timeout, a
+	// 5xx or 429, no connection, 403 or 401) is reused: for that long,
+	// Resolve fails at once for the signals that need the object, without
+	// a request. It bounds the request rate during an outage and is short
+	// so that recovery is seen soon. Default 1s.
+	ErrorTTL time.Duration
+
+	// ResolutionTTL is how long the resolution of an object a signal named
+	// is remembered after the last Resolve of that object, so that a
+	// signal about an object deleted in the middle of its incident (a Pod
+	// replaced) still resolves to the workload it had. Every Resolve of
+	// the object renews it. Default 1h.
+	ResolutionTTL time.Duration
+
 	// MaxEntries bounds the number of objects remembered (each object of a
-	// chain is one entry: a Pod of a Deployment takes three). The least
+	// chain is one entry: a Pod of a Deployment takes three), and,
+	// separately, the number of resolutions remembered. The least
 	// recently used entry is evicted first. Default 10000.
 	MaxEntries int
 
@@ -57,6 +73,8 @@ type Options struct {
 // Defaults, documented on the fields of Options.
 const (
 	DefaultTTL            = 30 * time.Second
+	DefaultErrorTTL       = time.Second
+	DefaultResolutionTTL  = time.Hour
 	DefaultMaxEntries     = 10000
 	DefaultRequestTimeout = 2 * time.Second
 )
@@ -75,6 +93,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NegativeTTL == 0 {
 		o.NegativeTTL = o.TTL / 3
+	}
+	if o.ErrorTTL == 0 {
+		o.ErrorTTL = DefaultErrorTTL
+	}
+	if o.ResolutionTTL == 0 {
+		o.ResolutionTTL = DefaultResolutionTTL
 	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultMaxEntries
@@ -103,6 +127,12 @@ func (o Options) validate() error {
 	if o.NegativeTTL <= 0 {
 		// Also catches a TTL under 3ns, whose default third is zero.
 		errs = append(errs, fmt.Errorf("negative TTL %v: must be positive", o.NegativeTTL))
+	}
+	if o.ErrorTTL < 0 {
+		errs = append(errs, fmt.Errorf("error TTL %v: must not be negative", o.ErrorTTL))
+	}
+	if o.ResolutionTTL < 0 {
+		errs = append(errs, fmt.Errorf("resolution TTL %v: must not be negative", o.ResolutionTTL))
 	}
 	if o.MaxEntries < 0 {
 		errs = append(errs, fmt.Errorf("max entries %d: must not be negative", o.MaxEntries))

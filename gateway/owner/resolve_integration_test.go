@@ -3,6 +3,7 @@
 package owner_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -125,9 +126,9 @@ func newITEnv(t *testing.T, user string) *itEnv {
 func (e *itEnv) resolve(t *testing.T, in, want v1alpha1.TargetRef, wantOK bool, wantGets int) {
 	t.Helper()
 	before := e.gets.get()
-	got, ok := e.cache.Resolve(ctxTimeout(t, 30*time.Second), in)
-	if got != want || ok != wantOK {
-		t.Errorf("Resolve(%v) = %v, %v; want %v, %v", in, got, ok, want, wantOK)
+	got, ok, err := e.cache.Resolve(ctxTimeout(t, 30*time.Second), in, nil)
+	if got != want || ok != wantOK || err != nil {
+		t.Errorf("Resolve(%v) = %v, %v, %v; want %v, %v, nil", in, got, ok, err, want, wantOK)
 	}
 	if n := e.gets.get() - before; n != wantGets {
 		t.Errorf("Resolve(%v) sent %d GET requests; want %d", in, n, wantGets)
@@ -146,8 +147,9 @@ var (
 // TestIntegrationDeploymentChain: a Pod of a ReplicaSet of a Deployment
 // resolves to the Deployment with three requests cold, none warm and one
 // for a sibling Pod; once the Deployment is deleted, and the cache has
-// expired, it falls back to the Pod; a Deployment re-created under the same
-// name is not taken for the owner.
+// expired, it resolves to the Deployment it had, from memory; a Deployment
+// re-created under the same name is not taken for the owner: a Cache
+// that remembers nothing falls back to the Pod.
 func TestIntegrationDeploymentChain(t *testing.T) {
 	d := createDeployment(t, "web")
 	rs := createReplicaSet(t, "web-abc", controllerRef(d, deploymentGVK))
@@ -171,24 +173,22 @@ func TestIntegrationDeploymentChain(t *testing.T) {
 	e.clock.Step(owner.DefaultTTL - time.Second)
 	e.resolve(t, p1, deploy, true, 0)
 	e.clock.Step(time.Second)
-	e.resolve(t, p1, p1, false, 3)
-	if n := e.env.metric(t, "fallbacks_total", "reason", "not_found"); n != 1 {
-		t.Errorf("fallbacks_total{reason=not_found} = %v; want 1", n)
+	e.resolve(t, p1, deploy, true, 3)
+	if n := e.env.metric(t, "resolves_total", "outcome", "remembered"); n != 1 {
+		t.Errorf("resolves_total{outcome=remembered} = %v; want 1", n)
 	}
 
 	// The same name, a new object: the ReplicaSet's reference names the
-	// old UID.
+	// old UID. The Cache that resolved p1 remembers; a fresh one, which
+	// does not, falls back.
 	createDeployment(t, "web")
 	e.clock.Step(owner.DefaultTTL / 3)
-	e.resolve(t, p1, p1, false, 1)
-	if n := e.env.metric(t, "fallbacks_total", "reason", "owner_replaced"); n != 1 {
-		t.Errorf("fallbacks_total{reason=owner_replaced} = %v; want 1", n)
-	}
-
-	// A fresh Cache sees the same: nothing of the old chain is remembered
-	// anywhere else.
+	e.resolve(t, p1, deploy, true, 1)
 	fresh := newITEnv(t, "")
 	fresh.resolve(t, p2, p2, false, 3)
+	if n := fresh.env.metric(t, "fallbacks_total", "reason", "owner_replaced"); n != 1 {
+		t.Errorf("fallbacks_total{reason=owner_replaced} = %v; want 1", n)
+	}
 }
 
 // TestIntegrationOtherChains: Job of a CronJob, Pod of a StatefulSet, a
@@ -251,8 +251,8 @@ func TestIntegrationOtherChains(t *testing.T) {
 	e.resolve(t, itRef("v1", "Node", "", "worker-404"), itRef("v1", "Node", "", "worker-404"), false, 1)
 }
 
-// TestIntegrationPermissions: a client that may read nothing falls back to
-// the object itself, counted as forbidden; a client with exactly the
+// TestIntegrationPermissions: a client that may read nothing gets an
+// error, not a guess, counted as forbidden; a client with exactly the
 // permissions the package documents resolves.
 func TestIntegrationPermissions(t *testing.T) {
 	d := createDeployment(t, "api")
@@ -261,10 +261,18 @@ func TestIntegrationPermissions(t *testing.T) {
 	pod := itRef("v1", "Pod", itNS, "api-abc-1")
 
 	nobody := newITEnv(t, "nobody")
-	nobody.resolve(t, pod, pod, false, 1)
-	nobody.resolve(t, pod, pod, false, 0) // the failure is remembered
-	if n := nobody.env.metric(t, "fallbacks_total", "reason", "forbidden"); n != 2 {
-		t.Errorf("fallbacks_total{reason=forbidden} = %v; want 2", n)
+	for i, wantGets := range []int{1, 0} { // the failure is remembered
+		before := nobody.gets.get()
+		_, _, err := nobody.cache.Resolve(ctxTimeout(t, 30*time.Second), pod, nil)
+		if !errors.Is(err, owner.ErrUnresolved) || !apierrors.IsForbidden(err) {
+			t.Errorf("Resolve %d as nobody: error %v; want ErrUnresolved and Forbidden", i, err)
+		}
+		if n := nobody.gets.get() - before; n != wantGets {
+			t.Errorf("Resolve %d as nobody sent %d GET requests; want %d", i, n, wantGets)
+		}
+	}
+	if n := nobody.env.metric(t, "errors_total", "reason", "forbidden"); n != 2 {
+		t.Errorf("errors_total{reason=forbidden} = %v; want 2", n)
 	}
 
 	ctx := ctxTimeout(t, 30*time.Second)

@@ -9,7 +9,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clienttesting "k8s.io/client-go/testing"
 
@@ -171,7 +170,7 @@ func TestResolveFollowsControllers(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil, tc.objs...)
-			got, ok := e.resolve(tc.in)
+			got, ok := e.resolve(t, tc.in)
 			if got != tc.want || ok != tc.wantOK {
 				t.Errorf("Resolve(%v) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.wantOK)
 			}
@@ -192,8 +191,9 @@ func TestResolveFollowsControllers(t *testing.T) {
 	}
 }
 
-// TestResolveFallsBack covers every way the chain can fail to be followed:
-// the object itself comes back, with false, and the reason is counted.
+// TestResolveFallsBack covers every way the chain can fail to be followed
+// for good: the object itself comes back, with false and no error, and the
+// reason is counted.
 func TestResolveFallsBack(t *testing.T) {
 	pod := ref("v1", "Pod", ns, "web-abc-1")
 	errorOn := func(resource string, err error) func(*env) {
@@ -202,9 +202,6 @@ func TestResolveFallsBack(t *testing.T) {
 				return true, nil, err
 			})
 		}
-	}
-	forbidden := func(resource string) error {
-		return apierrors.NewForbidden(schema.GroupResource{Resource: resource}, "x", errors.New("no RBAC"))
 	}
 	// chainOf builds n ReplicaSets, rs-0 controlled by rs-1 and so on,
 	// with rs-(n-1) controlled by rs-loop (rs-0 makes a cycle).
@@ -228,7 +225,9 @@ func TestResolveFallsBack(t *testing.T) {
 		wantReason string
 		wantGets   int
 	}{
-		{name: "object not found", in: pod, wantReason: "not_found", wantGets: 1},
+		// The pod's name implies one candidate, StatefulSet web-abc
+		// (ordinal 1), which is not found either.
+		{name: "object not found", in: pod, wantReason: "not_found", wantGets: 2},
 		{
 			name: "owner not found",
 			objs: []runtime.Object{
@@ -241,10 +240,7 @@ func TestResolveFallsBack(t *testing.T) {
 			objs: deploymentChain()[1:],
 			in:   pod, wantReason: "not_found", wantGets: 3,
 		},
-		{name: "object forbidden", objs: deploymentChain(), setup: errorOn("pods", forbidden("pods")), in: pod, wantReason: "forbidden", wantGets: 1},
-		{name: "owner forbidden", objs: deploymentChain(), setup: errorOn("deployments", forbidden("deployments")), in: pod, wantReason: "forbidden", wantGets: 3},
-		{name: "server timeout", objs: deploymentChain(), setup: errorOn("replicasets", apierrors.NewTimeoutError("slow", 1)), in: pod, wantReason: "timeout", wantGets: 2},
-		{name: "internal error", objs: deploymentChain(), setup: errorOn("pods", apierrors.NewInternalError(errors.New("boom"))), in: pod, wantReason: "api_error", wantGets: 1},
+		{name: "request refused for good", objs: deploymentChain(), setup: errorOn("replicasets", apierrors.NewBadRequest("no")), in: pod, wantReason: "rejected", wantGets: 2},
 		{
 			name: "owner re-created under the same name",
 			objs: []runtime.Object{
@@ -310,7 +306,7 @@ func TestResolveFallsBack(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(e)
 			}
-			got, ok := e.resolve(tc.in)
+			got, ok := e.resolve(t, tc.in)
 			if got != tc.in || ok {
 				t.Errorf("Resolve(%v) = %v, %v; want the object itself and false", tc.in, got, ok)
 			}
@@ -343,7 +339,7 @@ func TestResolveSkips(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil, deploymentChain()...)
-			got, ok := e.resolve(tc.in)
+			got, ok := e.resolve(t, tc.in)
 			if got != tc.in || ok {
 				t.Errorf("Resolve(%v) = %v, %v; want the object itself and false", tc.in, got, ok)
 			}
@@ -368,7 +364,7 @@ func TestResolveKeepsClusterAndOwnerVersion(t *testing.T) {
 	}
 	e := newEnv(t, func(o *owner.Options) { o.Cluster = "eu-1" }, objs...)
 	in := v1alpha1.TargetRef{Cluster: "eu-1", APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: ns, Name: "web-abc"}
-	got, ok := e.resolve(in)
+	got, ok := e.resolve(t, in)
 	want := v1alpha1.TargetRef{Cluster: "eu-1", APIVersion: "apps/v1beta2", Kind: "Deployment", Namespace: ns, Name: "web"}
 	if got != want || !ok {
 		t.Errorf("Resolve = %v, %v; want %v, true", got, ok, want)
@@ -376,8 +372,8 @@ func TestResolveKeepsClusterAndOwnerVersion(t *testing.T) {
 }
 
 // TestResolveCallerContextDone: a caller whose context has already ended
-// still gets what the cache holds, and otherwise the object itself, without
-// a request being sent for it.
+// still gets what the cache holds, and otherwise an error (not a guess),
+// without a request being sent for it.
 func TestResolveCallerContextDone(t *testing.T) {
 	e := newEnv(t, nil, deploymentChain()...)
 	done, cancel := context.WithCancel(context.Background())
@@ -385,26 +381,26 @@ func TestResolveCallerContextDone(t *testing.T) {
 	pod1, pod2 := ref("v1", "Pod", ns, "web-abc-1"), ref("v1", "Pod", ns, "web-abc-2")
 	deploy := ref("apps/v1", "Deployment", ns, "web")
 
-	if got, ok := e.cache.Resolve(done, pod1); got != pod1 || ok {
-		t.Errorf("cold Resolve with ended context = %v, %v; want the object itself and false", got, ok)
+	if _, _, err := e.cache.Resolve(done, pod1, nil); !errors.Is(err, owner.ErrUnresolved) || !errors.Is(err, context.Canceled) {
+		t.Errorf("cold Resolve with ended context: error %v; want ErrUnresolved and context.Canceled", err)
 	}
 	if gets := e.gets(); len(gets) != 0 {
 		t.Errorf("requests = %q; want none", gets)
 	}
-	if n := e.metric(t, "fallbacks_total", "reason", "canceled"); n != 1 {
-		t.Errorf("fallbacks_total{reason=canceled} = %v; want 1", n)
+	if n := e.metric(t, "errors_total", "reason", "canceled"); n != 1 {
+		t.Errorf("errors_total{reason=canceled} = %v; want 1", n)
 	}
 
-	if got, ok := e.resolve(pod1); got != deploy || !ok {
+	if got, ok := e.resolve(t, pod1); got != deploy || !ok {
 		t.Fatalf("Resolve = %v, %v; want %v, true", got, ok, deploy)
 	}
-	if got, ok := e.cache.Resolve(done, pod1); got != deploy || !ok {
-		t.Errorf("warm Resolve with ended context = %v, %v; want %v, true", got, ok, deploy)
+	if got, ok, err := e.cache.Resolve(done, pod1, nil); got != deploy || !ok || err != nil {
+		t.Errorf("warm Resolve with ended context = %v, %v, %v; want %v, true, nil", got, ok, err, deploy)
 	}
 	// pod2 shares the cached ReplicaSet and Deployment but its own entry
 	// would need a request.
-	if got, ok := e.cache.Resolve(done, pod2); got != pod2 || ok {
-		t.Errorf("Resolve of an uncached pod with ended context = %v, %v; want the object itself and false", got, ok)
+	if _, _, err := e.cache.Resolve(done, pod2, nil); !errors.Is(err, owner.ErrUnresolved) {
+		t.Errorf("Resolve of an uncached pod with ended context: error %v; want ErrUnresolved", err)
 	}
 	if gets := e.gets(); len(gets) != 3 {
 		t.Errorf("requests = %q; want the 3 of the one live Resolve", gets)
