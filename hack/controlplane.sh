@@ -144,7 +144,7 @@ build() { # name, module dir, package, ldflags, how long a first build takes
 	echo ">> built $name in $(duration $((SECONDS - start)))" >&2
 }
 
-apiserver_ok || build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags" "10 to 20 minutes on 2 cores"
+apiserver_ok || build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags" "10 to 30 minutes on 2 cores"
 etcd_ok || build etcd etcd go.etcd.io/etcd/server/v3 "-s -w" "a few minutes"
 
 apiserver_ok || { echo "kube-apiserver in $dir does not report $k8s_version" >&2; exit 1; }

@@ -22,7 +22,7 @@ func newUpCommand() *cobra.Command {
 		Use:   "up",
 		Short: "Run the whole system locally: control plane, gateways, orchestrators, simulated executor, and a demo storm",
 		Long: `up starts a real kube-apiserver and etcd on this machine, built from pinned
-modules the first time (10 to 20 minutes on 2 cores; what is building, how
+modules the first time (10 to 30 minutes on 2 cores; what is building, how
 long the last build took and the elapsed time are shown on stderr), installs
 the CRDs and creates the services' namespace. Run outside a source tree, it
 takes them from the per-user cache that a build in a clone fills (see

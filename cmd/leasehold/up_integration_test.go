@@ -46,6 +46,42 @@ func TestUp(t *testing.T) {
 	t.Run("Once", func(t *testing.T) { testUpOnce(t, bin) })
 	t.Run("Interrupt", func(t *testing.T) { testUpInterrupt(t, bin) })
 	t.Run("OutsideSourceTree", func(t *testing.T) { testUpOutsideSourceTree(t, bin) })
+	t.Run("SlowStart", func(t *testing.T) { testUpSlowStart(t, bin) })
+}
+
+// testUpSlowStart: up whose control plane takes more than 30 s to start,
+// as on a first run that builds it, prints no stack trace. controller-runtime
+// prints its "log.SetLogger(...) was never called" trace the first time it
+// logs 30 s after the process started, when it was given no logger; up's
+// clients, made once the control plane is up, are such a first time.
+func testUpSlowStart(t *testing.T, bin string) {
+	assets, err := controlplane.Assets(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := t.TempDir()
+	if err := os.Symlink(filepath.Join(assets, "kube-apiserver"), filepath.Join(slow, "kube-apiserver")); err != nil {
+		t.Fatal(err)
+	}
+	// etcd starts first; 31 s is within the control plane's start timeout.
+	wrapper := fmt.Sprintf("#!/bin/sh\nsleep 31\nexec '%s' \"$@\"\n", filepath.Join(assets, "etcd"))
+	if err := os.WriteFile(filepath.Join(slow, "etcd"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "LEASEHOLD_ASSETS_DIR" && k != "KUBEBUILDER_ASSETS" {
+			env = append(env, kv)
+		}
+	}
+	up := startUpIn(t, bin, "", append(env, "LEASEHOLD_ASSETS_DIR="+slow), "up", "--once", "--no-demo")
+	code := up.wait(t, 5*time.Minute)
+	out := up.out.String()
+	if code != 0 {
+		t.Fatalf("up --once --no-demo with a slow control plane exited %d:\n%s", code, out)
+	}
+	checkNoStackTrace(t, out)
+	up.checkNothingLeft(t)
 }
 
 // checkNoStackTrace fails the test when up printed a stack trace, such as

@@ -94,7 +94,7 @@ func cached(ctx context.Context, whyNoTree error) (string, error) {
 		return "", fmt.Errorf("%w: kube-apiserver %s and etcd %s are not in the cache (%v), "+
 			"and there is no leasehold source tree here to build them in (%v).\n"+
 			"To get them, either run `make controlplane` once in a clone of leasehold at the version of this binary, "+
-			"with the same LEASEHOLD_CACHE_DIR, XDG_CACHE_HOME and HOME as here: it builds both into %s (10 to 20 minutes on 2 cores); "+
+			"with the same LEASEHOLD_CACHE_DIR, XDG_CACHE_HOME and HOME as here: it builds both into %s (10 to 30 minutes on 2 cores); "+
 			"or run this command from inside that clone; "+
 			"or set LEASEHOLD_ASSETS_DIR to a folder that holds kube-apiserver and etcd of those versions",
 			ErrNoAssets, KubernetesVersion, EtcdVersion, err, whyNoTree, dir)
