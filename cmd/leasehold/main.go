@@ -26,6 +26,13 @@ func newRootCommand() *cobra.Command {
 		Short:         "Safe check-then-act for Kubernetes services that run as several replicas",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Before any command runs: see controllerRuntimeLog. No
+		// subcommand may define its own PersistentPreRun(E), which would
+		// replace this one.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			useControllerRuntimeLogger(defaultLogger(cmd))
+			return nil
+		},
 	}
 	root.AddCommand(
 		newUpCommand(),

@@ -166,7 +166,7 @@ func (f *controllerFlags) logger(cmd *cobra.Command, name string) (logr.Logger, 
 	log := funcr.NewJSON(func(obj string) { fmt.Fprintln(cmd.ErrOrStderr(), obj) },
 		funcr.Options{LogTimestamp: true, Verbosity: f.logVerbosity}).
 		WithName(name).WithValues("identity", f.identity)
-	ctrl.SetLogger(log)
+	useControllerRuntimeLogger(log)
 	return log, nil
 }
 

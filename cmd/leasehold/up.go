@@ -22,8 +22,11 @@ func newUpCommand() *cobra.Command {
 		Use:   "up",
 		Short: "Run the whole system locally: control plane, gateways, orchestrators, simulated executor, and a demo storm",
 		Long: `up starts a real kube-apiserver and etcd on this machine, built from pinned
-modules the first time (minutes; progress is shown), installs the CRDs and
-creates the services' namespace. It then starts --gateways gateway and
+modules the first time (10 to 30 minutes on 2 cores; what is building, how
+long the last build took and the elapsed time are shown on stderr), installs
+the CRDs and creates the services' namespace. Run outside a source tree, it
+takes them from the per-user cache that a build in a clone fills (see
+LEASEHOLD_CACHE_DIR in the README), or from LEASEHOLD_ASSETS_DIR. It then starts --gateways gateway and
 --orchestrators orchestrator replicas and one simulated executor as processes
 of this binary, on loopback ports, waits until all are ready, and prints the
 gateway URLs, the kubeconfig, a curl that sends an alert and an Alertmanager
@@ -69,6 +72,7 @@ func runUp(cmd *cobra.Command, opts stack.Options, once, noDemo bool) (err error
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	start := time.Now()
+	fmt.Fprintln(out, "starting the control plane (kube-apiserver and etcd)")
 	s, err := stack.Up(ctx, opts)
 	if err != nil {
 		return err

@@ -27,9 +27,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/leasehold/leasehold/api/v1alpha1"
+	"github.com/leasehold/leasehold/internal/controlplane"
 	"github.com/leasehold/leasehold/internal/proc"
 )
 
@@ -45,6 +45,121 @@ func TestUp(t *testing.T) {
 	}
 	t.Run("Once", func(t *testing.T) { testUpOnce(t, bin) })
 	t.Run("Interrupt", func(t *testing.T) { testUpInterrupt(t, bin) })
+	t.Run("OutsideSourceTree", func(t *testing.T) { testUpOutsideSourceTree(t, bin) })
+	t.Run("SlowStart", func(t *testing.T) { testUpSlowStart(t, bin) })
+}
+
+// testUpSlowStart: up whose control plane takes more than 30 s to start,
+// as on a first run that builds it, prints no stack trace. controller-runtime
+// prints its "log.SetLogger(...) was never called" trace the first time it
+// logs 30 s after the process started, when it was given no logger; up's
+// clients, made once the control plane is up, are such a first time.
+func testUpSlowStart(t *testing.T, bin string) {
+	assets, err := controlplane.Assets(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := t.TempDir()
+	if err := os.Symlink(filepath.Join(assets, "kube-apiserver"), filepath.Join(slow, "kube-apiserver")); err != nil {
+		t.Fatal(err)
+	}
+	// etcd starts first; 31 s is within the control plane's start timeout.
+	wrapper := fmt.Sprintf("#!/bin/sh\nsleep 31\nexec '%s' \"$@\"\n", filepath.Join(assets, "etcd"))
+	if err := os.WriteFile(filepath.Join(slow, "etcd"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "LEASEHOLD_ASSETS_DIR" && k != "KUBEBUILDER_ASSETS" {
+			env = append(env, kv)
+		}
+	}
+	up := startUpIn(t, bin, "", append(env, "LEASEHOLD_ASSETS_DIR="+slow), "up", "--once", "--no-demo")
+	code := up.wait(t, 5*time.Minute)
+	out := up.out.String()
+	if code != 0 {
+		t.Fatalf("up --once --no-demo with a slow control plane exited %d:\n%s", code, out)
+	}
+	checkNoStackTrace(t, out)
+	up.checkNothingLeft(t)
+}
+
+// checkNoStackTrace fails the test when up printed a stack trace, such as
+// controller-runtime's "log.SetLogger(...) was never called" one.
+func checkNoStackTrace(t *testing.T, out string) {
+	t.Helper()
+	for _, s := range []string{"SetLogger", "goroutine ", "Detected at:"} {
+		if strings.Contains(out, s) {
+			t.Errorf("output contains %q, a stack trace:\n%s", s, out)
+		}
+	}
+}
+
+// testUpOutsideSourceTree: the built binary, run from a folder outside any
+// source tree with LEASEHOLD_ASSETS_DIR unset, finds the control plane in
+// the per-user cache folder that hack/controlplane.sh fills; with an empty
+// cache it fails and says how to get the binaries.
+func testUpOutsideSourceTree(t *testing.T, bin string) {
+	assets, err := controlplane.Assets(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	t.Setenv("LEASEHOLD_CACHE_DIR", cache)
+	dir, err := controlplane.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if err := os.Symlink(filepath.Join(assets, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := func(cacheDir string) []string {
+		var out []string
+		for _, kv := range os.Environ() {
+			switch k, _, _ := strings.Cut(kv, "="); k {
+			case "LEASEHOLD_ASSETS_DIR", "KUBEBUILDER_ASSETS", "LEASEHOLD_CACHE_DIR":
+			default:
+				out = append(out, kv)
+			}
+		}
+		return append(out, "LEASEHOLD_CACHE_DIR="+cacheDir)
+	}
+
+	t.Run("Cached", func(t *testing.T) {
+		up := startUpIn(t, bin, t.TempDir(), env(cache), "up", "--once", "--no-demo")
+		code := up.wait(t, 5*time.Minute)
+		out := up.out.String()
+		if code != 0 {
+			t.Fatalf("up --once --no-demo outside the source tree exited %d:\n%s", code, out)
+		}
+		if !regexp.MustCompile(`(?m)^6 service processes ready in `).MatchString(out) {
+			t.Errorf("no service processes ready:\n%s", out)
+		}
+		checkNoStackTrace(t, out)
+		up.checkNothingLeft(t)
+	})
+
+	t.Run("EmptyCache", func(t *testing.T) {
+		empty := t.TempDir()
+		up := startUpIn(t, bin, t.TempDir(), env(empty), "up", "--once")
+		code := up.wait(t, time.Minute)
+		out := up.out.String()
+		if code == 0 {
+			t.Fatalf("up with an empty cache exited 0:\n%s", out)
+		}
+		emptyDir := filepath.Join(empty, "controlplane", "kubernetes-"+controlplane.KubernetesVersion+"-etcd-"+controlplane.EtcdVersion)
+		for _, want := range []string{"error: control plane binaries not found", "make controlplane", emptyDir, "LEASEHOLD_ASSETS_DIR"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output does not say %q:\n%s", want, out)
+			}
+		}
+		checkNoStackTrace(t, out)
+	})
 }
 
 // testUpOnce: `up --once` brings everything up, runs the demo, passes its
@@ -86,6 +201,7 @@ func testUpOnce(t *testing.T, bin string) {
 	if got := len(regexp.MustCompile(`(?m)^  http://127\.0\.0\.1:\d+$`).FindAllString(out, -1)); got != 3 {
 		t.Errorf("%d gateway URLs printed, want 3", got)
 	}
+	checkNoStackTrace(t, out)
 	up.checkNothingLeft(t)
 	if t.Failed() {
 		t.Logf("output:\n%s", out)
@@ -164,8 +280,16 @@ type upProcInfo struct {
 
 func startUp(t *testing.T, bin string, args ...string) *upProcess {
 	t.Helper()
+	return startUpIn(t, bin, "", nil, args...)
+}
+
+// startUpIn starts up in the folder dir with the environment env; empty
+// and nil are the test's own.
+func startUpIn(t *testing.T, bin, dir string, env []string, args ...string) *upProcess {
+	t.Helper()
 	up := &upProcess{out: &upOutput{}, done: make(chan struct{}), sampled: make(chan struct{}), seen: map[int]upProcInfo{}}
 	up.cmd = exec.Command(bin, args...)
+	up.cmd.Dir, up.cmd.Env = dir, env
 	// Its own process group, so that only it gets the test's SIGINT; killed
 	// with the test process if that dies first.
 	up.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -344,8 +468,9 @@ func upWaitTerminal(t *testing.T, kubeconfig, namespace, name string) *v1alpha1.
 		t.Fatal(err)
 	}
 	// controller-runtime's client logs through its global logger, which
-	// complains at length when never set.
-	ctrllog.SetLogger(logr.Discard())
+	// complains at length when never set; it takes only the first one set,
+	// so this goes through the command's switch.
+	useControllerRuntimeLogger(logr.Discard())
 	cli, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,10 @@
 // for the local stack.
 //
 // The binaries are built from the pinned tools modules by
-// hack/controlplane.sh into a cache folder outside the clone; see Assets.
+// hack/controlplane.sh into a cache folder outside the clone, which reports
+// its progress on stderr (the first build takes many minutes). A leasehold
+// binary run outside a source tree finds them in that folder by the
+// versions compiled into it (KubernetesVersion, EtcdVersion); see Assets.
 // Certificates and etcd data live in one folder, so RestartAPIServer and
 // RestartEtcd bring a process back on the same ports, certificates and data:
 // clients made before a restart keep working after it.
@@ -275,10 +278,13 @@ func (cp *ControlPlane) logTails() string {
 }
 
 // Assets returns the folder that holds kube-apiserver and etcd, in order of
-// preference: $LEASEHOLD_ASSETS_DIR, $KUBEBUILDER_ASSETS, or the output of
+// preference: $LEASEHOLD_ASSETS_DIR, $KUBEBUILDER_ASSETS, the output of
 // hack/controlplane.sh in the enclosing source tree, which builds the pinned
-// versions into the per-user cache the first time (minutes) and only checks
-// them after that (seconds).
+// versions into the per-user cache the first time (minutes, with progress
+// on stderr) and only checks them after that (seconds), or, outside a
+// source tree, that cache folder (CacheDir) when its binaries report the
+// versions this binary was built with. When none of these has them, the
+// error wraps ErrNoAssets and says how to get them.
 func Assets(ctx context.Context) (string, error) {
 	for _, env := range []string{"LEASEHOLD_ASSETS_DIR", "KUBEBUILDER_ASSETS"} {
 		if dir := os.Getenv(env); dir != "" {
@@ -287,7 +293,7 @@ func Assets(ctx context.Context) (string, error) {
 	}
 	root, err := sourceRoot()
 	if err != nil {
-		return "", fmt.Errorf("find control plane binaries: set LEASEHOLD_ASSETS_DIR or run from the source tree: %w", err)
+		return cached(ctx, err)
 	}
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "controlplane.sh"))
 	cmd.Dir = root
@@ -303,17 +309,18 @@ func Assets(ctx context.Context) (string, error) {
 // sourceRoot walks up from the working directory to the folder holding
 // hack/controlplane.sh (go test runs in the package folder).
 func sourceRoot() (string, error) {
-	dir, err := os.Getwd()
+	start, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
+	dir := start
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "hack", "controlplane.sh")); err == nil {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no hack/controlplane.sh in any parent folder")
+			return "", fmt.Errorf("no hack/controlplane.sh in %s or any folder above it", start)
 		}
 		dir = parent
 	}
