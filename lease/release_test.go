@@ -432,8 +432,15 @@ func TestNoRenewalIsSentAfterTheSafeDeadline(t *testing.T) {
 		})
 		return nil
 	})
-	api.onBefore("get", func(context.Context) error { pause.Do(func() { e.clk.Step(time.Hour) }); return nil })
+	// The pause comes after TryAcquire returned the lock (which it would
+	// rightly refuse to do past the safe deadline).
+	acquired := make(chan struct{})
+	api.onBefore("get", func(context.Context) error {
+		pause.Do(func() { <-acquired; e.clk.Step(time.Hour) })
+		return nil
+	})
 	lk, err := l.TryAcquire(context.Background(), "k")
+	close(acquired)
 	if err != nil {
 		t.Fatal(err)
 	}
