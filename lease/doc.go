@@ -53,15 +53,42 @@
 // version cannot take over, because its Update carries the older
 // resourceVersion and fails. SafetyMargin covers differences in clock rate.
 //
-// At the safe deadline, if no renewal has succeeded meanwhile, Lock.Context
-// is cancelled with a cause matching ErrLost, from a timer independent of
-// the API call (a hanging renewal cannot delay it; every API call also has
-// its own RequestTimeout). If a renewal finds the Lease taken over or
-// deleted, the loss is immediate. Lock.Err checks the deadline synchronously
-// against the clock, so a process resuming from a pause sees ErrLost before
-// any timer has had a chance to fire: call it right before each protected
-// write. After Release the cause is ErrReleased (with ErrClosed when
-// Locker.Close released it), never ErrLost.
+// New validates the timings this rests on: SafetyMargin is at least 1% of
+// LeaseDuration, LeaseDuration exceeds RenewInterval + SafetyMargin, and
+// RequestTimeout is at most LeaseDuration - SafetyMargin - RenewInterval,
+// so the acquiring write, answered or not, leaves at least RenewInterval
+// of safe time, and a renewal sent on schedule is answered or abandoned by
+// the safe deadline (the default RequestTimeout, 5s, shrinks to that bound
+// for short leases). TryAcquire and Acquire never return a lock whose safe
+// deadline has passed (a pause, or a write answered that late): they end
+// it and return an error matching ErrLost.
+//
+// At the safe deadline, if no renewal has succeeded meanwhile, the lock is
+// lost. Lock.Err and Lock.Context both compare the deadline with the clock
+// whenever they are asked, so a process resuming from a pause sees ErrLost
+// from Err, and a done Context with a cause matching ErrLost, before any
+// timer has had a chance to fire; the two never disagree, and once they
+// report a loss, no late renewal revives the lock. Call Err right before
+// each protected write. Both are reads: the loss is declared (metrics, log,
+// the renewer stopped, the key passed to the next local waiter) by a timer
+// independent of the API call (a hanging renewal cannot delay it; every API
+// call also has its own RequestTimeout), which after a pause fires as soon
+// as the process runs again. Contexts derived from Lock.Context are
+// cancelled with it: when anything reads it past the deadline, or when that
+// timer fires. If a renewal finds the Lease taken over or deleted, the loss
+// is immediate.
+//
+// Release cancels Context with ErrReleased (with ErrClosed when
+// Locker.Close released it) before it deletes or hands off the Lease. If
+// that write finds the Lease taken over or deleted, the lock had been lost
+// before it was released: Release returns an error matching ErrLost, and
+// from then on Err and context.Cause(Context) match ErrLost too (a context
+// derived before keeps ErrReleased). A clean release never reports ErrLost.
+//
+// API errors keep their type (apierrors.Is*). A request that client-go's
+// rate limiter refuses because its turn would come after the context's
+// deadline fails with an error matching context.DeadlineExceeded, with
+// client-go's message; it was never sent.
 //
 // # Exclusion inside a process
 //
@@ -139,7 +166,8 @@
 //   - Resource versions never go backwards (no etcd restore to an older
 //     revision).
 //   - LeaseDuration is much longer than RenewInterval plus SafetyMargin
-//     (New enforces greater-than), and than typical API latency.
+//     (New enforces greater-than), and than typical API latency (New
+//     enforces that RequestTimeout fits, see above).
 //
 // # Leftover Leases
 //

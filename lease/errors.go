@@ -11,20 +11,23 @@ var (
 
 	// ErrLost means a lock that was acquired is no longer safely held: its
 	// safe deadline passed without a successful renewal, or its Lease was
-	// observed taken over or deleted. It is the cause of Lock.Context once
-	// lost, and what Lock.Err and Lock.Release return afterwards.
+	// observed taken over or deleted (by a renewal, or by Release itself).
+	// It is the cause of Lock.Context once lost, and what Lock.Err and
+	// Lock.Release return afterwards. TryAcquire and Acquire return it for
+	// a lock that ended before they could return it.
 	ErrLost = errors.New("lease: lock lost")
 
 	// ErrReleased is the cause of Lock.Context after a Release (or after
 	// Locker.Close released the lock, see ErrClosed) and what Lock.Err
 	// returns afterwards. It is deliberately not ErrLost: a released lock
-	// ended by the holder's own decision.
+	// ended by the holder's own decision. If Release finds the Lease taken
+	// over or deleted, both say ErrLost instead.
 	ErrReleased = errors.New("lease: lock released")
 
 	// ErrNotHeld is what Lock.Release and Lock.Err return for a nil or
 	// zero Lock, which no Locker acquired. A Lock that was acquired never
 	// reports it: once released, Err returns ErrReleased and Release nil;
-	// once lost, both return ErrLost.
+	// once lost (also when Release found it lost), both return ErrLost.
 	ErrNotHeld = errors.New("lease: lock not held by this locker")
 
 	// ErrClosed is returned by TryAcquire and Acquire once the Locker is

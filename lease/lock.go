@@ -36,10 +36,14 @@ type Lock struct {
 
 	acquiredAt time.Time
 	sent       time.Time // when the acquiring write was sent
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
+	ctx        *lockContext
+	// expired is the loss the lock reports once its safe deadline has
+	// passed, whoever notices first (Err, Context, or the renewer).
+	expired *lostError
 	// renewCtx bounds the renewals; abortRenewal cancels one in flight
-	// when Release cannot wait for it any longer.
+	// when Release cannot wait for it any longer, or the lock is lost. It
+	// is not derived from ctx: Release cancels ctx first and then still
+	// waits for a renewal in flight.
 	renewCtx     context.Context
 	abortRenewal context.CancelFunc
 
@@ -48,17 +52,23 @@ type Lock struct {
 	done     chan struct{} // closed when the renewer has exited
 	released chan struct{} // closed when Release has finished
 
-	mu       sync.Mutex
-	state    lockState
-	lostErr  error
-	lease    *coordinationv1.Lease // the Lease as of our last successful write
-	deadline time.Time             // safe deadline on the local monotonic clock
+	// mu guards the fields below, and every cancellation of ctx, so that
+	// Err and Context always agree.
+	mu      sync.Mutex
+	state   lockState
+	lostErr error
+	lease   *coordinationv1.Lease // the Lease as of our last successful write
+	// deadline is the safe deadline on the local monotonic clock. It only
+	// moves forward, and never once it has passed: a loss that Err or
+	// Context may have reported is never undone by a late renewal.
+	deadline time.Time
 }
 
 func (l *Locker) newLock(parent context.Context, s *slot, holder string, written *coordinationv1.Lease, sent time.Time) *Lock {
 	// The lock outlives the acquiring call: keep the values of its context
 	// (logger, trace), not its cancellation.
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	values := context.WithoutCancel(parent)
+	base, cancel := context.WithCancelCause(values)
 	lk := &Lock{
 		l:          l,
 		slot:       s,
@@ -68,15 +78,15 @@ func (l *Locker) newLock(parent context.Context, s *slot, holder string, written
 		token:      Token{rv: written.ResourceVersion},
 		acquiredAt: l.clock.Now(),
 		sent:       sent,
-		ctx:        ctx,
-		cancel:     cancel,
+		expired:    &lostError{reason: lossDeadline, detail: "no successful renewal before the safe deadline"},
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		released:   make(chan struct{}),
 		lease:      written,
 		deadline:   sent.Add(l.opts.LeaseDuration - l.opts.SafetyMargin),
 	}
-	lk.renewCtx, lk.abortRenewal = context.WithCancel(ctx)
+	lk.ctx = &lockContext{Context: base, cancel: cancel, lk: lk, values: values}
+	lk.renewCtx, lk.abortRenewal = context.WithCancel(values)
 	lk.logger = logr.FromContextOrDiscard(parent).WithValues("key", s.key, "lease", s.name, "holder", holder)
 	l.metrics.held.Inc()
 	return lk
@@ -91,11 +101,21 @@ func (lk *Lock) Token() Token { return lk.token }
 // Holder returns the holder id written into the Lease for this acquisition.
 func (lk *Lock) Holder() string { return lk.holder }
 
-// Context returns a context cancelled when the lock ends. Its cause matches
-// ErrLost if the lock was lost (safe deadline passed, Lease taken over or
-// deleted), and ErrReleased after Release or Locker.Close (which adds
-// ErrClosed). It carries the values of the context it was acquired with.
-// Run the critical section under it.
+// Context returns a context cancelled when the lock ends. It carries the
+// values of the context it was acquired with. Run the critical section
+// under it.
+//
+// It is done no later than Err reports an error: its Err and Done compare
+// the safe deadline with the Locker's clock themselves, so after a process
+// pause it reports the loss as soon as it is looked at, not only once the
+// renewer's timer fires. Its cause (context.Cause) matches ErrLost if the
+// lock was lost (safe deadline passed, Lease taken over or deleted), and
+// ErrReleased after Release or Locker.Close (which adds ErrClosed).
+// Release cancels it before it deletes or hands off the Lease, with
+// ErrReleased; if Release then finds that the Lease had been taken over or
+// deleted, the cause becomes that ErrLost, so context.Cause read after
+// Release returned is final (contexts derived from it keep the cause they
+// were cancelled with).
 func (lk *Lock) Context() context.Context { return lk.ctx }
 
 // SafeDeadline returns the current safe deadline, on the Locker's clock:
@@ -110,29 +130,45 @@ func (lk *Lock) SafeDeadline() time.Time {
 // Err reports synchronously whether the lock is still safely held: nil
 // while it is, an error matching ErrLost once it was lost or its safe
 // deadline has passed on the monotonic clock (even if the timer that
-// cancels Context has not fired yet, as after a process pause), ErrReleased
-// after release. Check it right before each protected write.
+// cancels Context has not fired yet, as after a process pause),
+// ErrReleased once Release has begun, and ErrLost again if Release found
+// the Lease taken over or deleted. Check it right before each protected
+// write.
+//
+// Err is a read: it changes nothing. Declaring a loss (metrics, log),
+// stopping the renewer and passing the key to the next local waiter are
+// done by the renewer when its deadline timer fires, or by Release.
 func (lk *Lock) Err() error {
 	if lk == nil || lk.l == nil {
 		return ErrNotHeld
 	}
 	lk.mu.Lock()
-	state, lostErr, deadline := lk.state, lk.lostErr, lk.deadline
-	lk.mu.Unlock()
-	switch state {
+	defer lk.mu.Unlock()
+	return lk.errLocked()
+}
+
+// errLocked is Err with lk.mu held.
+func (lk *Lock) errLocked() error {
+	switch lk.state {
 	case stateLost:
-		return lostErr
-	case stateReleasing, stateReleased:
+		return lk.lostErr
+	case stateReleased:
 		return ErrReleased
 	}
-	if !lk.l.clock.Now().Before(deadline) {
-		return lk.lose(lossDeadline, "no successful renewal before the safe deadline")
+	if !lk.l.clock.Now().Before(lk.deadline) {
+		// Also while a Release waits for the renewer: it will find the
+		// deadline passed and end the lock as lost.
+		return lk.expired
+	}
+	if lk.state == stateReleasing {
+		return ErrReleased
 	}
 	return nil
 }
 
-// lose ends a held lock as lost: cancels Context with the reason, stops the
-// renewer, and passes the key to the next local waiter. It returns the loss
+// lose ends a held lock as lost: cancels Context with the reason (or
+// corrects the cause to it, if a Release has cancelled it already), stops
+// the renewer, and passes the key to the next local waiter. It returns the loss
 // error (or ErrReleased if the lock was released first). A lock whose
 // Release is still waiting for the renewer (stateReleasing) can be lost
 // too: that Release then finds stateLost and touches nothing, and any other
@@ -148,12 +184,16 @@ func (lk *Lock) lose(reason lossReason, detail string) error {
 		lk.mu.Unlock()
 		return ErrReleased
 	}
-	err := &lostError{reason: reason, detail: detail}
+	err := lk.expired
+	if reason != lossDeadline {
+		err = &lostError{reason: reason, detail: detail}
+	}
 	lk.state = stateLost
 	lk.lostErr = err
+	lk.ctx.endLocked(err)
 	lk.mu.Unlock()
 
-	lk.cancel(err)
+	lk.abortRenewal()
 	lk.stopOnce.Do(func() { close(lk.stop) })
 	m := lk.l.metrics
 	m.losses.WithLabelValues(string(reason)).Inc()
@@ -243,11 +283,16 @@ func (lk *Lock) renewLoop() {
 	// handle records a renewal result and reports whether it ended the lock.
 	handle := func(r renewResult) bool {
 		switch r.outcome {
-		case renewed:
-			lk.apply(r)
-			l.metrics.renewals.Inc()
-		case renewAdopt:
-			lk.apply(r)
+		case renewed, renewAdopt:
+			if !lk.apply(r) {
+				// Answered after the safe deadline: the loss may have
+				// been reported already, and stands.
+				lk.lose(lossDeadline, "no successful renewal before the safe deadline")
+				return true
+			}
+			if r.outcome == renewed {
+				l.metrics.renewals.Inc()
+			}
 		case renewTakenOver:
 			lk.lose(lossTakenOver, r.detail)
 			return true
@@ -332,19 +377,25 @@ func (lk *Lock) renewLoop() {
 
 // apply records the outcome of a renewal: a successful one moves the safe
 // deadline to its send time + duration - margin; an adopted one only
-// refreshes the resourceVersion.
-func (lk *Lock) apply(r renewResult) {
-	if r.lease == nil || (r.outcome != renewed && r.outcome != renewAdopt) {
-		return
-	}
+// refreshes the resourceVersion. It records nothing and returns false if
+// the safe deadline has passed meanwhile: Err or Context may already have
+// reported the loss, and a lock once reported lost stays lost.
+func (lk *Lock) apply(r renewResult) bool {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
+	if !lk.l.clock.Now().Before(lk.deadline) {
+		return false
+	}
+	if r.lease == nil || (r.outcome != renewed && r.outcome != renewAdopt) {
+		return true
+	}
 	lk.lease = r.lease
 	if r.outcome == renewed {
 		if d := r.sent.Add(lk.l.opts.LeaseDuration - lk.l.opts.SafetyMargin); d.After(lk.deadline) {
 			lk.deadline = d
 		}
 	}
+	return true
 }
 
 // renewOnce sends one renewal: an Update carrying the resourceVersion of
@@ -384,11 +435,14 @@ func (lk *Lock) renewOnce(base *coordinationv1.Lease, sent time.Time) renewResul
 	return renewResult{outcome: renewAdopt, lease: got}
 }
 
-// Release ends the lock. It stops the renewer first (waiting for a renewal
-// in flight, at most until the safe deadline), cancels Context with
-// ErrReleased, then either hands the Lease to the next local waiter with
-// one Update, or deletes it with UID and resourceVersion preconditions, so
-// it never removes a Lease another holder owns. It runs on its own context
+// Release ends the lock. It cancels Context with ErrReleased, stops the
+// renewer (waiting for a renewal in flight, at most until the safe
+// deadline), then either hands the Lease to the next local waiter with one
+// Update, or deletes it with UID and resourceVersion preconditions, so it
+// never removes a Lease another holder owns. If that write finds the Lease
+// taken over or deleted, Release returns an error matching ErrLost, and
+// from then on Err and the cause of Context say so too: the key was held
+// by someone else before this holder let it go. It runs on its own context
 // bounded by Options.ReleaseTimeout, so a cancelled ctx still releases (ctx
 // contributes only its values); if the time runs out while a renewal is in
 // flight, Release abandons it, touches nothing, and the Lease expires after
@@ -396,9 +450,10 @@ func (lk *Lock) renewOnce(base *coordinationv1.Lease, sent time.Time) renewResul
 //
 // A Release that finds another one (or Locker.Close) at work waits for it
 // to finish. A second Release returns nil, or an error matching ErrLost if
-// the lock was lost meanwhile (its safe deadline passed while the first
-// waited for a renewal). Release after the lock was lost returns an error
-// matching ErrLost and touches nothing.
+// the lock was lost (its safe deadline passed while the first waited for a
+// renewal, or the first found the Lease taken over or deleted). Release
+// after the lock was lost returns an error matching ErrLost and touches
+// nothing.
 func (lk *Lock) Release(ctx context.Context) error {
 	if lk == nil || lk.l == nil {
 		return ErrNotHeld
@@ -427,6 +482,12 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		return nil
 	}
 	lk.state = stateReleasing
+	// Context ends now, before the Lease is let go; if the deadline has
+	// already passed, with the loss Err reports.
+	if !l.clock.Now().Before(lk.deadline) {
+		cause = lk.expired
+	}
+	lk.ctx.endLocked(cause)
 	lk.mu.Unlock()
 	// Close waits for releases in progress, including those it did not
 	// start, so that no API call of this Locker outlives it.
@@ -467,7 +528,6 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 	cur := lk.lease
 	lk.mu.Unlock()
 
-	lk.cancel(cause)
 	l.metrics.held.Dec()
 	l.metrics.holdDuration.Observe(l.clock.Since(lk.acquiredAt).Seconds())
 
@@ -492,6 +552,7 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 			return nil
 		}
 		if errors.Is(err, ErrLost) {
+			lk.lostAtRelease(err)
 			l.metrics.releases.WithLabelValues("lost").Inc()
 			l.passSlot(lk.slot, w)
 			return fmt.Errorf("release %s: hand-off: %w", lk.key, err)
@@ -503,6 +564,9 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		lk.logger.V(1).Info("hand-off failed, deleting", "error", err.Error())
 	}
 	deleted, err := l.deleteOwned(rctx, lk, cur)
+	if errors.Is(err, ErrLost) {
+		lk.lostAtRelease(err)
+	}
 	if s := lk.slot; s != nil {
 		l.mu.Lock()
 		if err == nil && yield {
@@ -515,6 +579,21 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		l.mu.Unlock()
 	}
 	return err
+}
+
+// lostAtRelease records that Release found the Lease taken over or
+// deleted: the lock had been lost before it was released. Err and the
+// cause of Context report that loss from now on.
+func (lk *Lock) lostAtRelease(err error) {
+	var lost *lostError
+	if !errors.As(err, &lost) {
+		return
+	}
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	lk.state = stateLost
+	lk.lostErr = lost
+	lk.ctx.endLocked(lost)
 }
 
 // maxHandoffWrites bounds the hand-off Updates of one Release: a second one

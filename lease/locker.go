@@ -115,7 +115,7 @@ func New(client coordinationv1client.LeasesGetter, opts Options) (*Locker, error
 		return nil, err
 	}
 	l := &Locker{
-		leases:        client.Leases(opts.Namespace),
+		leases:        leaseClient{client.Leases(opts.Namespace)},
 		opts:          opts,
 		clock:         opts.Clock,
 		metrics:       m,
@@ -133,6 +133,11 @@ func New(client coordinationv1client.LeasesGetter, opts Options) (*Locker, error
 // this Locker has not yet observed unchanged for a full lease duration, or
 // another goroutine of this process (then without any API call). Acquiring a
 // free key costs one Create.
+//
+// It never returns a lock that is not safely held: if the safe deadline of
+// the lock it took has passed by the time it would return it (the process
+// paused, or the write was answered that late), it ends that lock and
+// returns an error matching ErrLost.
 func (l *Locker) TryAcquire(ctx context.Context, key string) (*Lock, error) {
 	return l.acquire(ctx, key, false)
 }
@@ -141,7 +146,8 @@ func (l *Locker) TryAcquire(ctx context.Context, key string) (*Lock, error) {
 // local holders in FIFO order without API calls, and for a remote holder by
 // watching its Lease until it is deleted or expires by observation. Without
 // a deadline on ctx it waits forever, like sync.Mutex.Lock. API errors other
-// than contention end the wait at once.
+// than contention end the wait at once. Like TryAcquire, it returns an error
+// matching ErrLost rather than a lock whose safe deadline has passed.
 func (l *Locker) Acquire(ctx context.Context, key string) (*Lock, error) {
 	return l.acquire(ctx, key, true)
 }
@@ -154,6 +160,17 @@ func (l *Locker) acquire(ctx context.Context, key string, wait bool) (*Lock, err
 	l.metrics.attempts.WithLabelValues(method).Inc()
 	start := l.clock.Now()
 	lk, err := l.acquireSlot(ctx, key, wait)
+	if err == nil {
+		if lerr := lk.Err(); lerr != nil {
+			// The lock ended before it could be returned: the acquisition
+			// outlasted its safe deadline (a pause, or a write answered
+			// late), or a loss was observed during the lock delay. It is
+			// not safely held; end it (touching nothing once the deadline
+			// has passed) and pass the key on.
+			_ = lk.Release(ctx)
+			lk, err = nil, fmt.Errorf("acquire %s: lock ended before it was returned: %w", key, lerr)
+		}
+	}
 	outcome := "acquired"
 	switch {
 	case err == nil:

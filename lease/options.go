@@ -59,13 +59,23 @@ type Options struct {
 	// SafetyMargin is subtracted from LeaseDuration to get the safe deadline
 	// (send time of the last successful write + LeaseDuration -
 	// SafetyMargin). It absorbs differences in clock rate between hosts.
-	// Default LeaseDuration/10. LeaseDuration must exceed RenewInterval +
-	// SafetyMargin.
+	// Default LeaseDuration/10. It must be at least LeaseDuration/100
+	// (minMarginDivisor): clocks disciplined by NTP differ in rate by at
+	// most a few hundred parts per million, and a margin below 1% leaves
+	// next to nothing for timer and scheduling delays. LeaseDuration must
+	// exceed RenewInterval + SafetyMargin.
 	SafetyMargin time.Duration
 
 	// RequestTimeout bounds every API call (each gets its own
 	// context.WithTimeout), so a black-holed connection never hangs an
-	// acquisition or a renewal. Default 5s.
+	// acquisition or a renewal. It must be at most LeaseDuration -
+	// SafetyMargin - RenewInterval: then the acquiring write, answered or
+	// not, leaves at least RenewInterval of safe time before the first
+	// renewal is due, and a renewal sent on schedule is answered or
+	// abandoned by the safe deadline. A longer timeout would let an
+	// acquisition return a lock whose safe deadline passed while its write
+	// was in flight. Default 5s, or that bound if it is shorter (for
+	// LeaseDuration 5s and the other defaults, 2.83s).
 	RequestTimeout time.Duration
 
 	// ReleaseTimeout bounds Release as a whole, including its wait for a
@@ -126,6 +136,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 5 * time.Second
+		if b := o.maxRequestTimeout(); b > 0 && b < o.RequestTimeout {
+			o.RequestTimeout = b
+		}
 	}
 	if o.ReleaseTimeout == 0 {
 		o.ReleaseTimeout = o.RequestTimeout
@@ -179,15 +192,20 @@ func (o Options) validate() error {
 	if o.RenewInterval <= 0 {
 		errs = append(errs, fmt.Errorf("renew interval %v: must be positive", o.RenewInterval))
 	}
-	if o.SafetyMargin < 0 {
-		errs = append(errs, fmt.Errorf("safety margin %v: must not be negative", o.SafetyMargin))
+	if o.SafetyMargin < o.LeaseDuration/minMarginDivisor {
+		errs = append(errs, fmt.Errorf("safety margin %v: must be at least 1/%d of the lease duration %v (%v)",
+			o.SafetyMargin, minMarginDivisor, o.LeaseDuration, o.LeaseDuration/minMarginDivisor))
 	}
-	if o.LeaseDuration <= o.RenewInterval+o.SafetyMargin {
+	fits := o.LeaseDuration > o.RenewInterval+o.SafetyMargin
+	if !fits {
 		errs = append(errs, fmt.Errorf("lease duration %v must be greater than renew interval %v plus safety margin %v",
 			o.LeaseDuration, o.RenewInterval, o.SafetyMargin))
 	}
 	if o.RequestTimeout < 0 {
 		errs = append(errs, fmt.Errorf("request timeout %v: must be positive", o.RequestTimeout))
+	} else if fits && o.RequestTimeout > o.maxRequestTimeout() {
+		errs = append(errs, fmt.Errorf("request timeout %v: must be at most lease duration %v minus safety margin %v minus renew interval %v (%v)",
+			o.RequestTimeout, o.LeaseDuration, o.SafetyMargin, o.RenewInterval, o.maxRequestTimeout()))
 	}
 	if o.ReleaseTimeout < 0 {
 		errs = append(errs, fmt.Errorf("release timeout %v: must be positive", o.ReleaseTimeout))
@@ -211,6 +229,16 @@ func (o Options) validate() error {
 		return fmt.Errorf("lease: invalid options: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// minMarginDivisor: SafetyMargin must be at least LeaseDuration divided by
+// it.
+const minMarginDivisor = 100
+
+// maxRequestTimeout is the longest RequestTimeout that still leaves a
+// whole RenewInterval of safe time after the slowest acquiring write.
+func (o Options) maxRequestTimeout() time.Duration {
+	return o.LeaseDuration - o.SafetyMargin - o.RenewInterval
 }
 
 // durationSeconds is LeaseDuration rounded up to whole seconds: observers

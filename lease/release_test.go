@@ -87,11 +87,12 @@ func TestConcurrentReleasesPastTheSafeDeadline(t *testing.T) {
 }
 
 // renewalInFlight holds k through a Locker whose requests time out after
-// an hour and its release after releaseTimeout, with the first renewal
-// sent and hanging.
+// 17s of real time (the most New allows for a 30s lease, and longer than
+// any of these tests runs) and its release after releaseTimeout, with the
+// first renewal sent and hanging.
 func renewalInFlight(t *testing.T, releaseTimeout time.Duration) (e *env, l *Locker, lk *Lock, entered func() int) {
 	t.Helper()
-	e, l, lk = holding(t, func(o *Options) { o.RequestTimeout = time.Hour; o.ReleaseTimeout = releaseTimeout })
+	e, l, lk = holding(t, func(o *Options) { o.RequestTimeout = 17 * time.Second; o.ReleaseTimeout = releaseTimeout })
 	entered, unblock := e.hangUpdates()
 	t.Cleanup(unblock)
 	e.renewerArmed(l)
@@ -431,12 +432,28 @@ func TestNoRenewalIsSentAfterTheSafeDeadline(t *testing.T) {
 		})
 		return nil
 	})
-	api.onBefore("get", func(context.Context) error { pause.Do(func() { e.clk.Step(time.Hour) }); return nil })
+	// The pause comes after TryAcquire returned the lock (which it would
+	// rightly refuse to do past the safe deadline).
+	acquired := make(chan struct{})
+	api.onBefore("get", func(context.Context) error {
+		pause.Do(func() { <-acquired; e.clk.Step(time.Hour) })
+		return nil
+	})
 	lk, err := l.TryAcquire(context.Background(), "k")
+	close(acquired)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "loss or a second renewal", func() bool { return isDone(lk.Context()) || e.calls("update") > 1 })
+	// Wait for the renewer itself to end (Context alone would be done as
+	// soon as the clock passed the deadline, before the renewer decided).
+	eventually(t, "renewer ended or a second renewal", func() bool {
+		select {
+		case <-lk.done:
+			return true
+		default:
+			return e.calls("update") > 1
+		}
+	})
 	if n := e.calls("update"); n != 1 {
 		t.Fatalf("%d Updates, want only the renewal that met the edit", n)
 	}

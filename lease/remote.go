@@ -338,6 +338,10 @@ func (l *Locker) cleanupAmbiguous(ctx context.Context, name, holder string, caus
 // ambiguous reports whether a failed write may nevertheless have been
 // applied by the server.
 func ambiguous(err error) bool {
+	var throttled *throttledError
+	if errors.As(err, &throttled) {
+		return false // refused by the client's rate limiter: never sent
+	}
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
 		return true // transport error or context deadline: the request may have been sent

@@ -17,7 +17,7 @@
 //     lease duration; the other keeps waiting until the winner releases;
 //     tokens increase across all three holders.
 //   - a holder stopped past its lease: after SIGCONT its Lock.Err is
-//     ErrLost, its stale write is rejected by a token-checking recorder
+//     ErrLost and its Lock.Context already done, its stale write is rejected by a token-checking recorder
 //     owned by the test, and the new holder is unaffected.
 //   - release to next acquisition across processes: every hand-over after a
 //     clean release is a Create woken by the watch, never a takeover, with

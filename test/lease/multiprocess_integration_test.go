@@ -158,7 +158,13 @@ func TestIntegrationPausedHolder(t *testing.T) {
 	h.send(t, "step")
 	h.signal(syscall.SIGCONT)
 	e := checkStep(t, h, "lost", "rejected")
-	t.Logf("resumed holder: %s (context=live: Err's own clock check found the loss; done: the renewer's timer did first)", e.raw)
+	t.Logf("resumed holder: %s", e.raw)
+	// The step read Context before Err, both long past the safe deadline:
+	// Context must already be done, whether or not the renewer's timer had
+	// fired yet.
+	if c := e.get(t, "context"); c != "done" {
+		t.Errorf("resumed holder: Context was %s when Err said lost, want done", c)
+	}
 	if cause := h.expect(t, "ENDED", 10*time.Second).get(t, "cause"); cause != "lost" {
 		t.Errorf("resumed holder's Context ended with %s, want lost", cause)
 	}

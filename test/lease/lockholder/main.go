@@ -24,7 +24,7 @@
 //	ENDED cause=CLASS        the current lock's Context ended (lost, released, ...)
 //	ERR err=CLASS context=live|done
 //	                         Lock.Err before a step, and whether Context was
-//	                         already cancelled when Err was called
+//	                         already done when read just before
 //	RECORD result=accepted|rejected status=CODE step=N
 //	RELEASED error=CLASS start=NS end=NS
 //	FATAL msg=...            a protocol or setup error; the process exits 1
@@ -236,8 +236,8 @@ func (h *holder) step() {
 	if lk == nil {
 		fatal("step without a lock")
 	}
-	// Whether Context was already cancelled tells who found a loss first:
-	// the renewer's timer (done) or Err's own check of the clock (live).
+	// Whether Context was already done, read just before Err: it must
+	// never lag behind Err, even before the renewer's timer has fired.
 	ctxState := "live"
 	if lk.Context().Err() != nil {
 		ctxState = "done"
