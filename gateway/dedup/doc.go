@@ -3,6 +3,16 @@
 // that includes every signal recorded for it, however many gateway
 // replicas and however many concurrent copies of a signal there are.
 //
+// An incident is the workload a signal resolved to, named by its
+// Fingerprint: a hash of cluster, API group, kind, namespace and name, the
+// same parts as the target's lock key. Two objects that differ only in
+// group (a core Service and a Knative Service of one name) are two
+// incidents; two API versions of one object, or two alerts about it, are
+// one. Fingerprints made before the group counted differ from today's, so
+// a request opened by an older gateway is not joined by a newer one's
+// signals; the newer one opens a request of its own, which the
+// orchestrator runs after the older one on the same target.
+//
 // # What makes it exact
 //
 // Correctness rests on two atomic API server operations, not on the lock:

@@ -652,6 +652,8 @@ func TestFingerprint(t *testing.T) {
 		t.Error("the API version changed the fingerprint")
 	}
 	for _, other := range []v1alpha1.TargetRef{
+		{Cluster: "c", APIVersion: "example.com/v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
+		{Cluster: "c", APIVersion: "v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
 		{Cluster: "c2", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
 		{Cluster: "c", APIVersion: "apps/v1", Kind: "StatefulSet", Namespace: "ns", Name: "web"},
 		{Cluster: "c", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "ns2", Name: "web"},
@@ -661,6 +663,23 @@ func TestFingerprint(t *testing.T) {
 		if Fingerprint(other) == fp {
 			t.Errorf("%v has the same fingerprint as %v", other, base)
 		}
+	}
+}
+
+// A core Service and a Knative Service of one name are two workloads, and
+// must not be counted into one request; two versions of one group's API
+// name the same object.
+func TestFingerprintTellsGroupsApart(t *testing.T) {
+	core := v1alpha1.TargetRef{Cluster: "c", APIVersion: "v1", Kind: "Service", Namespace: "shop", Name: "cart"}
+	knative := core
+	knative.APIVersion = "serving.knative.dev/v1"
+	if Fingerprint(core) == Fingerprint(knative) {
+		t.Errorf("%s and %s share the fingerprint %s", core.APIVersion, knative.APIVersion, Fingerprint(core))
+	}
+	older := knative
+	older.APIVersion = "serving.knative.dev/v1beta1"
+	if Fingerprint(older) != Fingerprint(knative) {
+		t.Errorf("%s and %s of one object have different fingerprints", older.APIVersion, knative.APIVersion)
 	}
 }
 
