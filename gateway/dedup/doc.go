@@ -18,7 +18,7 @@
 // Correctness rests on two atomic API server operations, not on the lock:
 //
 //   - Creates are fenced by the name. The requests of one fingerprint are
-//     named "<prefix>-<fingerprint prefix>-<generation>", and generation
+//     named "<prefix>-<fingerprint>-<generation>", and generation
 //     n+1 is only created after generation n was read terminal. Terminal
 //     phases are final, so at most one request per fingerprint is ever
 //     in progress, and two writers that read the same state try to create
