@@ -163,11 +163,8 @@ type ObjectReference struct {
 }
 
 // RemediationRequestStatus is written by two owners; see the package doc.
-//
-// A terminal phase is final: the gateway starts a new request generation
-// only after seeing the previous one terminal, and that is only safe if it
-// stays terminal.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.phase) && self.phase == oldSelf.phase)",message="a terminal phase is final"
+// A terminal phase is final; the rule that enforces it sits on
+// RemediationRequest.
 type RemediationRequestStatus struct {
 	// Phase is owned by the orchestrator. Empty means Pending.
 	// +optional
@@ -200,8 +197,16 @@ type RemediationRequestStatus struct {
 // RemediationRequest is one incident on one target, however many signals
 // reported it.
 //
+// A terminal phase is final: the gateway starts a new request generation
+// only after seeing the previous one terminal, and that is only safe if it
+// stays terminal. The rule sits on the object, not on status, so that a
+// write that drops status altogether (a merge patch {"status":null}, a
+// status update without the field) is judged too: a rule on status has no
+// old value to compare then, and would let the request turn Pending again.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",message="a terminal phase is final",fieldPath=".status.phase"
 // +kubebuilder:resource:shortName=rr,categories=leasehold
 // +kubebuilder:selectablefield:JSONPath=`.spec.fingerprint`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
