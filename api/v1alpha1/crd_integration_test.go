@@ -372,24 +372,14 @@ type rawAPI struct {
 	hc   *http.Client
 }
 
-// do sends body (nil for none) to path and returns the status code and the
-// response body.
-func (a *rawAPI) do(ctx context.Context, t *testing.T, method, path, contentType, accept string, body []byte) (int, []byte) {
+// do sends body to path and returns the status code and the response body.
+func (a *rawAPI) do(ctx context.Context, t *testing.T, method, path, contentType string, body []byte) (int, []byte) {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.host+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, a.host+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
+	req.Header.Set("Content-Type", contentType)
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -485,7 +475,7 @@ func TestTerminalPhaseSurvivesStatusRemoval(t *testing.T) {
 			path := objectPath(tc.resource, tc.obj.GetName()) + "/status"
 			// The ordinary transitions, written the same raw way.
 			for _, phase := range tc.phases {
-				code, body := raw.do(ctx, t, http.MethodPatch, path, merge, "", fmt.Appendf(nil, `{"status":{"phase":%q}}`, phase))
+				code, body := raw.do(ctx, t, http.MethodPatch, path, merge, fmt.Appendf(nil, `{"status":{"phase":%q}}`, phase))
 				if code != http.StatusOK {
 					t.Fatalf("move to %s: answered %d: %s", phase, code, body)
 				}
@@ -495,16 +485,16 @@ func TestTerminalPhaseSurvivesStatusRemoval(t *testing.T) {
 			}
 			terminal := tc.phases[len(tc.phases)-1]
 
-			code, body := raw.do(ctx, t, http.MethodPatch, path, merge, "", []byte(`{"status":null}`))
+			code, body := raw.do(ctx, t, http.MethodPatch, path, merge, []byte(`{"status":null}`))
 			expectRejected(t, `merge patch {"status":null}`, code, body, "a terminal phase is final")
 
-			code, body = raw.do(ctx, t, http.MethodPatch, path, jsonPatch, "", []byte(`[{"op":"remove","path":"/status"}]`))
+			code, body = raw.do(ctx, t, http.MethodPatch, path, jsonPatch, []byte(`[{"op":"remove","path":"/status"}]`))
 			expectRejected(t, "JSON patch removing /status", code, body, "a terminal phase is final")
 
-			code, body = raw.do(ctx, t, http.MethodPut, path, "application/json", "", withoutStatus(t, tc.kind, tc.obj))
+			code, body = raw.do(ctx, t, http.MethodPut, path, "application/json", withoutStatus(t, tc.kind, tc.obj))
 			expectRejected(t, "PUT without status", code, body, "a terminal phase is final")
 
-			code, body = raw.do(ctx, t, http.MethodPatch, path, merge, "", []byte(`{"status":{"phase":null}}`))
+			code, body = raw.do(ctx, t, http.MethodPatch, path, merge, []byte(`{"status":{"phase":null}}`))
 			expectRejected(t, `merge patch {"status":{"phase":null}}`, code, body, "a terminal phase is final")
 
 			if err := cli.Get(ctx, client.ObjectKeyFromObject(tc.obj), tc.obj); err != nil {
