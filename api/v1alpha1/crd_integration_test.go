@@ -3,10 +3,14 @@
 package v1alpha1_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,6 +35,7 @@ const ns = "leasehold-system"
 var (
 	cs  kubernetes.Interface
 	cli client.Client
+	raw *rawAPI
 )
 
 func TestMain(m *testing.M) {
@@ -45,6 +51,11 @@ func TestMain(m *testing.M) {
 		if cs, err = kubernetes.NewForConfig(cp.Config); err != nil {
 			return err
 		}
+		hc, err := rest.HTTPClientFor(cp.Config)
+		if err != nil {
+			return err
+		}
+		raw = &rawAPI{host: strings.TrimSuffix(cp.Config.Host, "/"), hc: hc}
 		cli, err = client.New(cp.Config, client.Options{Scheme: scheme})
 		return err
 	}))
@@ -352,4 +363,146 @@ func TestTerminalPhaseIsFinal(t *testing.T) {
 	back := wfe.DeepCopy()
 	back.Status.Phase = v1alpha1.WorkflowRunning
 	expectInvalid(t, "leave Cancelled", cli.Status().Update(ctx, back), "a terminal phase is final")
+}
+
+// rawAPI sends requests as they arrive on the wire, bypassing the typed
+// clients, which cannot send a status write without a status field.
+type rawAPI struct {
+	host string
+	hc   *http.Client
+}
+
+// do sends body to path and returns the status code and the response body.
+func (a *rawAPI) do(ctx context.Context, t *testing.T, method, path, contentType string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, a.host+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+// objectPath is the URL path of a leasehold.dev object of the given
+// resource (plural) in ns.
+func objectPath(resource, name string) string {
+	return "/apis/" + v1alpha1.GroupVersion.Group + "/" + v1alpha1.GroupVersion.Version + "/namespaces/" + ns + "/" + resource + "/" + name
+}
+
+// expectRejected asserts that a raw write was answered 422 with a message
+// that contains mention.
+func expectRejected(t *testing.T, what string, code int, body []byte, mention string) {
+	t.Helper()
+	var st metav1.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("%s: answered %d with a body that is not a Status: %q", what, code, body)
+	}
+	if code != http.StatusUnprocessableEntity || st.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("%s: answered %d (%s), want 422", what, code, st.Message)
+	}
+	if !strings.Contains(st.Message, mention) {
+		t.Fatalf("%s: message %q does not mention %q", what, st.Message, mention)
+	}
+}
+
+// withoutStatus returns obj, of the given kind, as JSON with the status
+// field removed.
+func withoutStatus(t *testing.T, kind string, obj client.Object) []byte {
+	t.Helper()
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	delete(m, "status")
+	m["apiVersion"], m["kind"] = v1alpha1.GroupVersion.String(), kind
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	return b
+}
+
+// Writes to the status subresource that carry no status at all must not
+// turn a terminal request or execution back into a Pending one: the
+// gateway's generation fence and the orchestrator's execution fence both
+// read "terminal" as "forever". Sent raw, since the typed clients always
+// send a status.
+func TestTerminalPhaseSurvivesStatusRemoval(t *testing.T) {
+	ctx := testContext(t)
+
+	rr := newRR(t)
+	if err := cli.Create(ctx, rr); err != nil {
+		t.Fatalf("create request: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), rr) })
+	wfe := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "wfe-", Namespace: ns},
+		Spec: v1alpha1.WorkflowExecutionSpec{
+			Target:                rr.Spec.Target,
+			RemediationRequestRef: v1alpha1.ObjectReference{Name: rr.Name, UID: string(rr.UID)},
+			Sequence:              1,
+		},
+	}
+	if err := cli.Create(ctx, wfe); err != nil {
+		t.Fatalf("create execution: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Delete(context.Background(), wfe) })
+
+	const merge, jsonPatch = "application/merge-patch+json", "application/json-patch+json"
+	for _, tc := range []struct {
+		resource string
+		kind     string
+		obj      client.Object
+		phases   []string // the last is terminal
+		phase    func() string
+	}{
+		{"remediationrequests", "RemediationRequest", rr, []string{"Blocked", "Executing", "Completed"}, func() string { return string(rr.Status.Phase) }},
+		{"workflowexecutions", "WorkflowExecution", wfe, []string{"Running", "Failed"}, func() string { return string(wfe.Status.Phase) }},
+	} {
+		t.Run(tc.resource, func(t *testing.T) {
+			path := objectPath(tc.resource, tc.obj.GetName()) + "/status"
+			// The ordinary transitions, written the same raw way.
+			for _, phase := range tc.phases {
+				code, body := raw.do(ctx, t, http.MethodPatch, path, merge, fmt.Appendf(nil, `{"status":{"phase":%q}}`, phase))
+				if code != http.StatusOK {
+					t.Fatalf("move to %s: answered %d: %s", phase, code, body)
+				}
+			}
+			if err := cli.Get(ctx, client.ObjectKeyFromObject(tc.obj), tc.obj); err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			terminal := tc.phases[len(tc.phases)-1]
+
+			code, body := raw.do(ctx, t, http.MethodPatch, path, merge, []byte(`{"status":null}`))
+			expectRejected(t, `merge patch {"status":null}`, code, body, "a terminal phase is final")
+
+			code, body = raw.do(ctx, t, http.MethodPatch, path, jsonPatch, []byte(`[{"op":"remove","path":"/status"}]`))
+			expectRejected(t, "JSON patch removing /status", code, body, "a terminal phase is final")
+
+			code, body = raw.do(ctx, t, http.MethodPut, path, "application/json", withoutStatus(t, tc.kind, tc.obj))
+			expectRejected(t, "PUT without status", code, body, "a terminal phase is final")
+
+			code, body = raw.do(ctx, t, http.MethodPatch, path, merge, []byte(`{"status":{"phase":null}}`))
+			expectRejected(t, `merge patch {"status":{"phase":null}}`, code, body, "a terminal phase is final")
+
+			if err := cli.Get(ctx, client.ObjectKeyFromObject(tc.obj), tc.obj); err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			if got := tc.phase(); got != terminal {
+				t.Fatalf("phase after the rejected writes = %q, want %s", got, terminal)
+			}
+		})
+	}
 }

@@ -16,10 +16,14 @@
 // re-reads instead of overwriting.
 //
 // The status subresource drops status on create, so a freshly created request
-// has an empty phase and no deduplication record. Readers must not interpret
-// those zero values themselves: EffectivePhase and EffectiveDeduplication give
-// every reader the same answer (Pending, and one occurrence seen at
-// receivedAt), and IsTerminal is the only definition of a terminal phase.
+// has an empty phase and, through the schema's defaults that the API server
+// applies to every object it serves, a deduplication record holding only
+// occurrenceCount 1: kubectl shows the count without the gateway spending a
+// second write on it. Readers must not interpret the missing values
+// themselves: EffectivePhase and EffectiveDeduplication give every reader
+// the same answer (Pending, and one occurrence of spec.signalName seen at
+// spec.receivedAt), also for an object decoded without the defaults, and
+// IsTerminal is the only definition of a terminal phase.
 //
 // +kubebuilder:object:generate=true
 // +groupName=leasehold.dev

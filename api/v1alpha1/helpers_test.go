@@ -59,6 +59,14 @@ func TestEffectiveDeduplication(t *testing.T) {
 		t.Fatalf("no status: got %+v, want one occurrence of HighLatency at receivedAt", d)
 	}
 
+	// What the API server's defaults make of a request only created: the
+	// count, nothing else. It means the same as no record at all.
+	rr.Status.Deduplication = &v1alpha1.DeduplicationStatus{OccurrenceCount: 1}
+	d = rr.EffectiveDeduplication()
+	if d.OccurrenceCount != 1 || !d.FirstSeenAt.Equal(&received) || !d.LastSeenAt.Equal(&received) || len(d.SignalNames) != 1 || d.SignalNames[0] != "HighLatency" {
+		t.Fatalf("defaulted record: got %+v, want one occurrence of HighLatency at receivedAt", d)
+	}
+
 	rr.Status.Deduplication = &v1alpha1.DeduplicationStatus{OccurrenceCount: 5, SignalNames: []string{"A"}}
 	d = rr.EffectiveDeduplication()
 	if d.OccurrenceCount != 5 {

@@ -123,16 +123,32 @@ type RemediationRequestSpec struct {
 
 // DeduplicationStatus counts the signals one request absorbed. The gateway
 // owns it.
+//
+// The status subresource drops status on create, so the create that opens
+// a request cannot write this record, and a second write per request only
+// to show a count of 1 would cost as much as the create. The schema's
+// defaults fill in occurrenceCount 1 instead, which the API server applies
+// whenever it reads or writes the object, so every client (kubectl get's
+// Count column, -o yaml, a watch) sees it. The gateway's first count update
+// writes the full record. The other fields may be absent until then and
+// take their meaning from the spec; EffectiveDeduplication fills them in.
 type DeduplicationStatus struct {
-	FirstSeenAt metav1.MicroTime `json:"firstSeenAt"`
-	LastSeenAt  metav1.MicroTime `json:"lastSeenAt"`
+	// FirstSeenAt is when the first signal was received; absent means
+	// spec.receivedAt.
+	// +optional
+	FirstSeenAt metav1.MicroTime `json:"firstSeenAt,omitempty"`
+	// LastSeenAt is when the latest signal was received; absent means
+	// spec.receivedAt.
+	// +optional
+	LastSeenAt metav1.MicroTime `json:"lastSeenAt,omitempty"`
 
 	// OccurrenceCount is the number of signals absorbed, the first included.
+	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
 	OccurrenceCount int64 `json:"occurrenceCount"`
 
 	// SignalNames are the distinct signal names seen, oldest first, at most
-	// MaxSignalNames.
+	// MaxSignalNames. Absent means spec.signalName alone.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=set
@@ -163,11 +179,8 @@ type ObjectReference struct {
 }
 
 // RemediationRequestStatus is written by two owners; see the package doc.
-//
-// A terminal phase is final: the gateway starts a new request generation
-// only after seeing the previous one terminal, and that is only safe if it
-// stays terminal.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.phase) && self.phase == oldSelf.phase)",message="a terminal phase is final"
+// A terminal phase is final; the rule that enforces it sits on
+// RemediationRequest.
 type RemediationRequestStatus struct {
 	// Phase is owned by the orchestrator. Empty means Pending.
 	// +optional
@@ -191,17 +204,26 @@ type RemediationRequestStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Deduplication is owned by the gateway. Absent means one signal seen at
-	// spec.receivedAt.
+	// Deduplication is owned by the gateway. The API server defaults it to
+	// an occurrence count of 1, one signal seen at spec.receivedAt.
 	// +optional
+	// +kubebuilder:default={occurrenceCount: 1}
 	Deduplication *DeduplicationStatus `json:"deduplication,omitempty"`
 }
 
 // RemediationRequest is one incident on one target, however many signals
 // reported it.
 //
+// A terminal phase is final: the gateway starts a new request generation
+// only after seeing the previous one terminal, and that is only safe if it
+// stays terminal. The rule sits on the object, not on status, so that a
+// write that drops status altogether (a merge patch {"status":null}, a
+// status update without the field) is judged too: a rule on status has no
+// old value to compare then, and would let the request turn Pending again.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",message="a terminal phase is final",fieldPath=".status.phase"
 // +kubebuilder:resource:shortName=rr,categories=leasehold
 // +kubebuilder:selectablefield:JSONPath=`.spec.fingerprint`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
@@ -215,7 +237,8 @@ type RemediationRequest struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable"
-	Spec   RemediationRequestSpec   `json:"spec"`
+	Spec RemediationRequestSpec `json:"spec"`
+	// +kubebuilder:default={}
 	Status RemediationRequestStatus `json:"status,omitempty"`
 }
 
@@ -244,17 +267,27 @@ func (rr *RemediationRequest) IsTerminal() bool {
 
 // EffectiveDeduplication is the deduplication record every reader must use.
 // A request the gateway has not yet counted again counts the one signal that
-// created it, so no reader ever sees an occurrence count below 1. The result
-// is a copy: changing it does not change rr.
+// created it, so no reader ever sees an occurrence count below 1. That holds
+// whether the record is absent (an object decoded without the API server's
+// defaults) or holds only the defaulted count: times left out are
+// spec.receivedAt and the signal names spec.signalName, as the API server
+// shows the count. The result is a copy: changing it does not change rr.
 func (rr *RemediationRequest) EffectiveDeduplication() DeduplicationStatus {
-	if d := rr.Status.Deduplication; d != nil && d.OccurrenceCount >= 1 {
-		out := *d.DeepCopy()
-		return out
+	var out DeduplicationStatus
+	if d := rr.Status.Deduplication; d != nil {
+		out = *d.DeepCopy()
 	}
-	return DeduplicationStatus{
-		FirstSeenAt:     rr.Spec.ReceivedAt,
-		LastSeenAt:      rr.Spec.ReceivedAt,
-		OccurrenceCount: 1,
-		SignalNames:     []string{rr.Spec.SignalName},
+	if out.OccurrenceCount < 1 {
+		out.OccurrenceCount = 1
 	}
+	if out.FirstSeenAt.IsZero() {
+		out.FirstSeenAt = rr.Spec.ReceivedAt
+	}
+	if out.LastSeenAt.IsZero() {
+		out.LastSeenAt = rr.Spec.ReceivedAt
+	}
+	if len(out.SignalNames) == 0 {
+		out.SignalNames = []string{rr.Spec.SignalName}
+	}
+	return out
 }

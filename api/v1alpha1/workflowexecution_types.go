@@ -53,11 +53,8 @@ type WorkflowExecutionSpec struct {
 }
 
 // WorkflowExecutionStatus is written by the executor, and by the orchestrator
-// when it times an execution out or cancels it.
-//
-// A terminal phase is final: the orchestrator starts the target's next
-// execution only after seeing this one terminal.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.phase) || !(oldSelf.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.phase) && self.phase == oldSelf.phase)",message="a terminal phase is final"
+// when it times an execution out or cancels it. A terminal phase is final;
+// the rule that enforces it sits on WorkflowExecution.
 type WorkflowExecutionStatus struct {
 	// Phase; empty means Pending.
 	// +optional
@@ -82,8 +79,14 @@ type WorkflowExecutionStatus struct {
 
 // WorkflowExecution is one remediation run against one target.
 //
+// A terminal phase is final: the orchestrator starts the target's next
+// execution only after seeing this one terminal. The rule sits on the
+// object, not on status, so that a write that drops status altogether is
+// judged too: a rule on status has no old value to compare then.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed', 'Cancelled']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",message="a terminal phase is final",fieldPath=".status.phase"
 // +kubebuilder:resource:shortName=wfe,categories=leasehold
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Kind",type=string,JSONPath=`.spec.target.kind`

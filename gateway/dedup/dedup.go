@@ -89,13 +89,15 @@ var (
 )
 
 // Fingerprint identifies an incident's workload: the lowercase hex SHA-256
-// over cluster, namespace, kind and name of target. API group and version
-// are left out on purpose: a workload keeps its fingerprint across API
-// version changes. Alert names are left out too: every alert about one
-// workload is one incident.
+// over cluster, API group, kind, namespace and name of target, the parts of
+// its lock key (TargetRef.LockKey). The group tells apart objects that
+// share a kind and a name, such as a core Service and a Knative Service
+// "shop/cart"; the version is left out on purpose, so that a workload keeps
+// its fingerprint across API versions. Alert names are left out too: every
+// alert about one workload is one incident.
 func Fingerprint(target v1alpha1.TargetRef) string {
 	h := sha256.New()
-	for _, part := range []string{target.Cluster, target.Namespace, target.Kind, target.Name} {
+	for _, part := range []string{target.Cluster, target.Group(), target.Kind, target.Namespace, target.Name} {
 		// A separator that cannot occur in any of the parts keeps
 		// ("a","bc") and ("ab","c") apart.
 		h.Write([]byte(part))

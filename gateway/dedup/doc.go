@@ -3,12 +3,22 @@
 // that includes every signal recorded for it, however many gateway
 // replicas and however many concurrent copies of a signal there are.
 //
+// An incident is the workload a signal resolved to, named by its
+// Fingerprint: a hash of cluster, API group, kind, namespace and name, the
+// same parts as the target's lock key. Two objects that differ only in
+// group (a core Service and a Knative Service of one name) are two
+// incidents; two API versions of one object, or two alerts about it, are
+// one. Fingerprints made before the group counted differ from today's, so
+// a request opened by an older gateway is not joined by a newer one's
+// signals; the newer one opens a request of its own, which the
+// orchestrator runs after the older one on the same target.
+//
 // # What makes it exact
 //
 // Correctness rests on two atomic API server operations, not on the lock:
 //
 //   - Creates are fenced by the name. The requests of one fingerprint are
-//     named "<prefix>-<fingerprint prefix>-<generation>", and generation
+//     named "<prefix>-<fingerprint>-<generation>", and generation
 //     n+1 is only created after generation n was read terminal. Terminal
 //     phases are final, so at most one request per fingerprint is ever
 //     in progress, and two writers that read the same state try to create

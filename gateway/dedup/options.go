@@ -46,7 +46,7 @@ type Options struct {
 	// say which replica wrote.
 	Identity string
 	// NamePrefix starts every RemediationRequest name:
-	// "<NamePrefix>-<first 20 hex digits of the fingerprint>-<generation>".
+	// "<NamePrefix>-<fingerprint>-<generation>".
 	// A DNS-1123 label of at most 20 characters. Default "rr".
 	NamePrefix string
 	// Lock selects the writes made under the lock. Default LockNone: the

@@ -560,8 +560,13 @@ func (r *Recorder) remember(fp, name string) {
 }
 
 // Name returns the name of generation gen of the fingerprint's requests.
+// It carries the whole fingerprint: the name is the fence of the creates,
+// so two fingerprints whose names agreed would share one sequence of
+// requests, and the second would never get one of its own. With the
+// longest prefix and generation it stays far below the 253 characters an
+// object name may have.
 func Name(prefix, fp string, gen int64) string {
-	return fmt.Sprintf("%s-%s-%d", prefix, fp[:20], gen)
+	return fmt.Sprintf("%s-%s-%d", prefix, fp, gen)
 }
 
 func (r *Recorder) newRequest(in Incident, gen int64, token, writeID string) *v1alpha1.RemediationRequest {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -652,6 +654,8 @@ func TestFingerprint(t *testing.T) {
 		t.Error("the API version changed the fingerprint")
 	}
 	for _, other := range []v1alpha1.TargetRef{
+		{Cluster: "c", APIVersion: "example.com/v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
+		{Cluster: "c", APIVersion: "v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
 		{Cluster: "c2", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "ns", Name: "web"},
 		{Cluster: "c", APIVersion: "apps/v1", Kind: "StatefulSet", Namespace: "ns", Name: "web"},
 		{Cluster: "c", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "ns2", Name: "web"},
@@ -661,6 +665,42 @@ func TestFingerprint(t *testing.T) {
 		if Fingerprint(other) == fp {
 			t.Errorf("%v has the same fingerprint as %v", other, base)
 		}
+	}
+}
+
+// A core Service and a Knative Service of one name are two workloads, and
+// must not be counted into one request; two versions of one group's API
+// name the same object.
+func TestFingerprintTellsGroupsApart(t *testing.T) {
+	core := v1alpha1.TargetRef{Cluster: "c", APIVersion: "v1", Kind: "Service", Namespace: "shop", Name: "cart"}
+	knative := core
+	knative.APIVersion = "serving.knative.dev/v1"
+	if Fingerprint(core) == Fingerprint(knative) {
+		t.Errorf("%s and %s share the fingerprint %s", core.APIVersion, knative.APIVersion, Fingerprint(core))
+	}
+	older := knative
+	older.APIVersion = "serving.knative.dev/v1beta1"
+	if Fingerprint(older) != Fingerprint(knative) {
+		t.Errorf("%s and %s of one object have different fingerprints", older.APIVersion, knative.APIVersion)
+	}
+}
+
+// The name fences creates, so two fingerprints must never share one: a
+// fingerprint whose name another one took would never get a request.
+func TestNameCarriesTheWholeFingerprint(t *testing.T) {
+	a := strings.Repeat("0", 20) + strings.Repeat("a", 44)
+	b := strings.Repeat("0", 20) + strings.Repeat("b", 44)
+	if Name("rr", a, 1) == Name("rr", b, 1) {
+		t.Fatalf("fingerprints sharing their first 20 hex digits share the name %s", Name("rr", a, 1))
+	}
+	if got, want := Name("rr", a, 7), "rr-"+a+"-7"; got != want {
+		t.Fatalf("Name = %q, want %q", got, want)
+	}
+	// The longest prefix Options accept and the largest generation still
+	// make a valid object name.
+	longest := Name(strings.Repeat("r", 20), a, math.MaxInt64)
+	if msgs := validation.IsDNS1123Subdomain(longest); len(msgs) > 0 {
+		t.Fatalf("name %q: %v", longest, msgs)
 	}
 }
 
