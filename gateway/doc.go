@@ -53,8 +53,9 @@
 // the token was still being reviewed (problem type deadline-exceeded for
 // both); 504 without Retry-After only
 // when the entry may have been counted: a write failed without saying
-// whether it was applied and reading it back did not settle it
-// (dedup.ErrUnknownOutcome; problem type unavailable), or a Deduplicator
+// whether it was applied and reading it back until dedup.MaxOutcomeWait
+// after the write did not settle it (dedup.ErrUnknownOutcome; problem type
+// unavailable; an API server that restarts within that time settles it), or a Deduplicator
 // that does not say ran into the deadline (deadline-exceeded); 500 for
 // anything else. An entry whose write is in flight when the deadline
 // passes is answered with that write's outcome, up to dedup.MaxOutcomeWait

@@ -95,16 +95,25 @@
 // 422, 429 and a few more; a 503 only with the server's own Status body,
 // not a proxy's), a failure to connect, or an error the client raised
 // before sending. Every other error, recognised or not, leaves the outcome
-// open and is resolved by reading the request back, up to 6 reads spaced
-// 100ms doubling to 1s:
+// open and is resolved by reading the request back. The read back is
+// bounded by time, not by a number of reads: it reads, 100ms doubling to
+// 1s apart, each read with its own deadline, until a read settles what is
+// there or MaxOutcomeWait has passed since the write was sent. A read
+// fails without settling anything on any error but the API server's own
+// NotFound for the object: a refused or reset connection, a deadline, 429
+// and 5xx, 401 and 403, and a 404 without an API Status (what a restarted
+// server answers for a resource whose handler it has not installed yet).
+// An API server that restarts refuses connections for seconds and then
+// answers 503 until it is ready, and the writes in flight when it went
+// down are learned once it is back. Then:
 //
 //   - the id is there: the write was applied, and the batch is answered as
 //     after a success;
 //   - the read succeeds and the id is provably not there: it was not
 //     applied, and the batch is retried, at the cost of one attempt;
-//   - no read succeeds, or the read cannot prove absence: the batch is
-//     answered ErrUnknownOutcome, the only error after which an incident
-//     may have been counted.
+//   - no read succeeds within the budget, or the read cannot prove
+//     absence: the batch is answered ErrUnknownOutcome, the only error
+//     after which an incident may have been counted.
 //
 // An update's id leaves the ring once 16 later updates landed. Each of them
 // adds at least one to the count, so an absent id with a count below ours
@@ -115,11 +124,13 @@
 //
 // Every read and write has a deadline of its own on Options.Clock (5s per
 // read, 10s per write), since client-go may retry one call internally on a
-// 429, or a 5xx with Retry-After to a read. A caller whose context ends before its
-// incident was taken into a write gets ErrNotRecorded: not counted. Once
-// taken, the caller waits for the write's answer instead, at most
-// MaxOutcomeWait (the write's deadline and the reads above) past the end
-// of its context.
+// 429, or a 5xx with Retry-After to a read. A client built with
+// internal/kubeclient waits out at most 1s of a Retry-After to a read, so
+// a restarting server's Retry-After: 5 does not spend a read's deadline.
+// A caller whose context ends before its incident was taken into a write
+// gets ErrNotRecorded: not counted. Once taken, the caller waits for the
+// write's answer instead, at most MaxOutcomeWait (42.5s: the write and
+// reading it back) past the end of its context.
 //
 // # What is not guaranteed
 //

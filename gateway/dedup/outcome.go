@@ -28,33 +28,42 @@ import (
 // deadline of its own can last minutes.
 //
 // A write is given writeTimeout; when it passes, the write's outcome is
-// unknown and it is read back. Reading an ambiguous write back takes at
-// most resolveReads reads, each bounded by readTimeout (as is every other
-// read), spaced by resolvePolicy: 100ms doubling to 1s, resolveWaits in
-// all.
+// unknown and it is read back. Every read, a read back included, is
+// bounded by readTimeout.
 const (
 	writeTimeout = 10 * time.Second
 	readTimeout  = 5 * time.Second
-	resolveReads = 6
-	resolveWaits = (100 + 200 + 400 + 800 + 1000) * time.Millisecond
 
-	// readBackBudget bounds reading one ambiguous write back.
-	readBackBudget = resolveReads*readTimeout + resolveWaits
+	// readBackBudget is what is left for reading back a write that used
+	// its whole deadline. It is a budget of time, not of reads: an API
+	// server that restarts refuses connections for seconds and then
+	// answers 503 while it installs its handlers, and a write in flight
+	// when it went down becomes learnable once it is back. A fixed number
+	// of reads would be spent in the first seconds of such an outage.
+	readBackBudget = 32500 * time.Millisecond
+
+	// maxReadsBack bounds the reads of one read back as a backstop: the
+	// budget ends the loop first, since reads are resolvePolicy's 100ms
+	// or more apart.
+	maxReadsBack = int(MaxOutcomeWait / (100 * time.Millisecond))
 )
 
 // MaxOutcomeWait bounds how long Record keeps a caller waiting after the
 // caller's context ended, when its incident was already taken into a
-// write: that write's deadline (10s) and then reading it back (6 reads of
-// at most 5s, with 2.5s of waits between them). Past it, the caller has
-// its answer: counted, not counted (ErrNotRecorded) or ErrUnknownOutcome.
-// A server that passes its request context to Record must allow this much
+// write: the write (at most 10s) and reading it back end at most
+// MaxOutcomeWait after the write was sent. Past it, the caller has its
+// answer: counted, not counted (ErrNotRecorded) or ErrUnknownOutcome. A
+// server that passes its request context to Record must allow this much
 // past its own deadline before giving up on the answer, and a process
 // shutting down must allow it before abandoning the handlers still
 // waiting.
 const MaxOutcomeWait = writeTimeout + readBackBudget
 
-// resolvePolicy spaces the reads. No jitter: one replica's reads of one
-// request do not collide with anyone.
+// resolvePolicy spaces the reads back: 100ms doubling to 1s. No jitter:
+// one replica's reads of one request do not collide with anyone. The cap
+// is also the longest a server's Retry-After delays a read made through
+// internal/kubeclient, so a server that asks for more does not stall the
+// read back either.
 var resolvePolicy = func() backoff.Policy {
 	p, err := backoff.NewExponential(backoff.Config{
 		BasePeriod: 100 * time.Millisecond, MaxPeriod: time.Second, Multiplier: 2, NoJitter: true,
@@ -185,6 +194,45 @@ func appendWrite(ring []string, id string) []string {
 	return ring
 }
 
+// verdict is what a read back shows about an ambiguous write.
+type verdict int
+
+const (
+	// undecided: the request as read cannot tell whether the write was
+	// applied.
+	undecided verdict = iota
+	// applied: the write's id is on the request.
+	applied
+	// notApplied: the request as read proves that the write was not
+	// applied.
+	notApplied
+)
+
+// createVerdict judges an ambiguous create that carried write id id from
+// got, the request of that name as read back (nil: it does not exist). A
+// request without our id was created by another writer, so ours was not
+// applied: the name admits one create.
+func createVerdict(got *v1alpha1.RemediationRequest, id string) verdict {
+	if got != nil && got.Annotations[v1alpha1.AnnotationWriteID] == id {
+		return applied
+	}
+	return notApplied
+}
+
+// updateVerdict judges an ambiguous count update that was based on cur,
+// set the count to count and carried write id id, from got, the request
+// as read back (nil: it does not exist). An undecided verdict comes with
+// the reason.
+func updateVerdict(cur, got *v1alpha1.RemediationRequest, count int64, id string) (verdict, error) {
+	if got != nil && slices.Contains(got.EffectiveDeduplication().RecentWrites, id) {
+		return applied, nil
+	}
+	if why := absenceProvesNothing(cur, got, count, id); why != nil {
+		return undecided, why
+	}
+	return notApplied, nil
+}
+
 // absenceProvesNothing returns why got, read back after an ambiguous
 // count update that was based on cur, set the count to count and carried
 // write id id, cannot tell whether that update was applied; nil when it
@@ -220,26 +268,71 @@ func absenceProvesNothing(cur, got *v1alpha1.RemediationRequest, count int64, id
 	return nil
 }
 
-// readBack reads the request name after an ambiguous write. It returns the
-// request from the first read that succeeds (nil if it does not exist), or
-// the last read's error if none of resolveReads reads succeeded. It takes
-// at most readBackBudget.
+// readAnswer is what one read back learned about the request.
+type readAnswer int
+
+const (
+	// readOpen: nothing about the request; read again.
+	readOpen readAnswer = iota
+	// readFound: the request was read.
+	readFound
+	// readAbsent: the API server says the request does not exist.
+	readAbsent
+)
+
+// classifyRead judges the error of one read back of a request. Only the
+// API server's own NotFound about the object proves it absent. A 404
+// without an API Status body (the server's mux answers so for a resource
+// it does not serve yet, as while a restarted server installs its CRD
+// handlers) says nothing about the object. Every other error may pass
+// while the budget lasts, so it is read again: a refused or reset
+// connection, a deadline, 429 and 5xx, and also 401 and 403 (a restarted
+// server answers them until its authenticator and authorizer caches are
+// filled).
+func classifyRead(err error) readAnswer {
+	if err == nil {
+		return readFound
+	}
+	var s apierrors.APIStatus
+	if errors.As(err, &s) && apierrors.IsNotFound(err) && !unexpectedResponse(s.Status()) {
+		return readAbsent
+	}
+	return readOpen
+}
+
+// readBack reads the request name after an ambiguous write until a read
+// settles what is there (see classifyRead) or deadline passes on the
+// Recorder's clock, and returns the request (nil if it does not exist) or,
+// if no read settled it, an error that wraps the last read's. Reads are
+// spaced by resolvePolicy and each has readTimeout; the deadline also
+// cuts the read in flight when it passes.
 //
 // The answer is final for writes the API server has finished with when the
 // read is served. A write it is still processing then (the client gave up
 // first) could land after the read; see the package documentation.
-func (r *Recorder) readBack(ctx context.Context, name string) (*v1alpha1.RemediationRequest, error) {
-	return backoff.Retry(ctx, func(ctx context.Context) (*v1alpha1.RemediationRequest, error) {
-		var rr v1alpha1.RemediationRequest
-		err := r.bounded(ctx, readTimeout, func(ctx context.Context) error {
-			return r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
-		})
-		switch {
-		case err == nil:
-			return &rr, nil
-		case apierrors.IsNotFound(err):
-			return nil, nil
-		}
-		return nil, err
-	}, backoff.WithPolicy(resolvePolicy), backoff.WithMaxAttempts(resolveReads), backoff.WithClock(r.opts.Clock))
+func (r *Recorder) readBack(ctx context.Context, name string, deadline time.Time) (*v1alpha1.RemediationRequest, error) {
+	budget := deadline.Sub(r.opts.Clock.Now())
+	if budget <= 0 {
+		return nil, fmt.Errorf("no time left to read it back: %w", context.DeadlineExceeded)
+	}
+	var got *v1alpha1.RemediationRequest
+	err := r.bounded(ctx, budget, func(ctx context.Context) error {
+		var err error
+		got, err = backoff.Retry(ctx, func(ctx context.Context) (*v1alpha1.RemediationRequest, error) {
+			var rr v1alpha1.RemediationRequest
+			err := r.bounded(ctx, readTimeout, func(ctx context.Context) error {
+				return r.c.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, &rr)
+			})
+			switch classifyRead(err) {
+			case readFound:
+				return &rr, nil
+			case readAbsent:
+				return nil, nil
+			}
+			return nil, err
+		}, backoff.WithPolicy(resolvePolicy), backoff.WithMaxAttempts(maxReadsBack),
+			backoff.WithMaxElapsedTime(budget), backoff.WithClock(r.opts.Clock))
+		return err
+	})
+	return got, err
 }

@@ -20,6 +20,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -304,36 +305,86 @@ func TestWriteNotAppliedIsRetried(t *testing.T) {
 	})
 }
 
-// When no read succeeds, the outcome stays unknown: the caller gets
-// ErrUnknownOutcome, after exactly resolveReads reads.
-func TestUnreadableOutcomeIsUnknown(t *testing.T) {
+// recordStepping runs Record and steps the fake clock by 100ms whenever
+// something waits on it, a step that divides every deadline and wait, so
+// that none is overshot. It returns Record's answer and the clock's time
+// when it came.
+func (e *env) recordStepping(t *testing.T, ctx context.Context, in Incident) (Result, error, time.Time) {
+	t.Helper()
+	type out struct {
+		res Result
+		err error
+		at  time.Time
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := e.rec.Record(ctx, in)
+		done <- out{res, err, e.clock.Now()}
+	}()
+	var o out
+	waitFor(t, func() bool {
+		select {
+		case o = <-done:
+			return true
+		default:
+			if e.clock.HasWaiters() {
+				e.clock.Step(100 * time.Millisecond)
+			}
+			return false
+		}
+	})
+	return o.res, o.err, o.at
+}
+
+// A read back that never succeeds keeps reading, past any fixed number of
+// reads, until the budget of MaxOutcomeWait from the write ends; then the
+// outcome is unknown. Each read fails at once, as against an API server
+// that is down and refuses connections.
+func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
 	e := newEnv(t, Options{})
 	first, err := e.record(t, incident("A"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var failing atomic.Bool
-	var readsBack atomic.Int32
+	var (
+		failing   atomic.Bool
+		readsBack atomic.Int32
+		sentMu    sync.Mutex
+		sent      time.Time
+	)
 	e.afterUpdate = func(_ client.Client, err error) error {
+		sentMu.Lock()
+		sent = e.clock.Now()
+		sentMu.Unlock()
 		failing.Store(true)
 		return resetErr("Put")
 	}
+	getRefused := &url.Error{Op: "Get", URL: "https://apiserver/x", Err: refusedErr.Err}
 	e.onGet = func() error {
 		if failing.Load() {
 			readsBack.Add(1)
-			return resetErr("Get")
+			return getRefused
 		}
 		return nil
 	}
-	_, err = e.record(t, incident("A"))
+	_, err, at := e.recordStepping(t, context.Background(), incident("A"))
 	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotRecorded) {
 		t.Fatalf("err = %v, want ErrUnknownOutcome only", err)
 	}
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("err = %v does not wrap the write's error", err)
+	if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("err = %v does not wrap the write's error and the last read's", err)
 	}
-	if n := readsBack.Load(); n != resolveReads {
-		t.Errorf("reads back = %d, want exactly %d", n, resolveReads)
+	// 100ms doubling to 1s: 6 reads take 2.5s, and the budget holds 40
+	// more one second apart. The wait that would end past the budget is
+	// not taken, so the answer comes in the budget's last second.
+	sentMu.Lock()
+	elapsed := at.Sub(sent)
+	sentMu.Unlock()
+	if n := readsBack.Load(); n < 40 {
+		t.Errorf("reads back = %d, want the budget's worth (over 40)", n)
+	}
+	if elapsed > MaxOutcomeWait || elapsed < MaxOutcomeWait-time.Second {
+		t.Errorf("answered %v after the write, want within the last second of MaxOutcomeWait (%v)", elapsed, MaxOutcomeWait)
 	}
 	if e.attempts(resultUnknown) != 1 || e.updates.Load() != 1 {
 		t.Errorf("unknown attempts %d, updates %d; want 1 and 1", e.attempts(resultUnknown), e.updates.Load())
@@ -342,6 +393,180 @@ func TestUnreadableOutcomeIsUnknown(t *testing.T) {
 	e.onGet = nil
 	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 2 {
 		t.Errorf("occurrenceCount = %d, want 2", got)
+	}
+}
+
+// An API server restart, as seen from a write in flight when the server
+// was killed: the write's connection is reset, the server refuses
+// connections for 5.5s, then answers 503 with Retry-After: 5 until its
+// handlers are installed, then serves. The read back outlasts all that
+// and learns the outcome, so the caller gets an exact answer, not
+// ErrUnknownOutcome; the read after the 503 comes after the policy's wait
+// (at most 1s), not after the 5s the server asked for.
+func TestReadBackOutlastsAPIServerRestart(t *testing.T) {
+	const down = 5500 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		applied   bool
+		wantCount int64
+		wantNotAp int
+	}{
+		{name: "write applied", applied: true, wantCount: 2},
+		{name: "write not applied", applied: false, wantCount: 2, wantNotAp: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			first, err := e.record(t, incident("A"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				mu         sync.Mutex
+				killedAt   time.Time // zero until the write was cut
+				served503  time.Time
+				readsAfter []time.Time // reads back after the 503
+				reads      int
+			)
+			var once sync.Once
+			kill := func() error {
+				var err error
+				once.Do(func() {
+					mu.Lock()
+					killedAt = e.clock.Now()
+					mu.Unlock()
+					err = resetErr("Put")
+				})
+				return err
+			}
+			if tc.applied {
+				e.afterUpdate = func(_ client.Client, err error) error {
+					if err != nil {
+						return err
+					}
+					return kill()
+				}
+			} else {
+				e.onUpdate = func(client.Object) error { return kill() }
+			}
+			getRefused := &url.Error{Op: "Get", URL: "https://apiserver/x", Err: refusedErr.Err}
+			starting := apierrors.NewServiceUnavailable("the request has been made before all known HTTP paths have been installed, please try again")
+			starting.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: 5}
+			e.onGet = func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				now := e.clock.Now()
+				switch {
+				case killedAt.IsZero():
+					return nil
+				case now.Before(killedAt.Add(down)):
+					reads++
+					return getRefused
+				case served503.IsZero():
+					reads++
+					served503 = now
+					return starting
+				}
+				readsAfter = append(readsAfter, now)
+				return nil
+			}
+			res, err, _ := e.recordStepping(t, context.Background(), incident("A"))
+			if err != nil {
+				t.Fatalf("err = %v, want the outcome learned once the server is back", err)
+			}
+			if res.Outcome != Duplicate || res.OccurrenceCount != tc.wantCount {
+				t.Fatalf("%+v, want duplicate with count %d", res, tc.wantCount)
+			}
+			e.idle(t)
+			e.onGet = nil
+			mu.Lock()
+			defer mu.Unlock()
+			if reads <= 6 {
+				t.Errorf("%d failed reads back, want more than 6 (the server was down for %v)", reads, down)
+			}
+			if len(readsAfter) == 0 {
+				t.Fatal("no read after the 503")
+			}
+			if wait := readsAfter[0].Sub(served503); wait > time.Second {
+				t.Errorf("read again %v after the 503, want at most 1s", wait)
+			}
+			if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != tc.wantCount {
+				t.Errorf("occurrenceCount = %d, want %d", got, tc.wantCount)
+			}
+			if got := e.attempts(resultNotApplied); got != tc.wantNotAp || e.attempts(resultUnknown) != 0 {
+				t.Errorf("attempts: not applied %d unknown %d, want %d and 0", got, e.attempts(resultUnknown), tc.wantNotAp)
+			}
+		})
+	}
+}
+
+func TestClassifyRead(t *testing.T) {
+	bare404 := apierrors.NewGenericServerResponse(http.StatusNotFound, "GET", rrResource, "x", "404 page not found", 0, true)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want readAnswer
+	}{
+		{"found", nil, readFound},
+		{"not found", apierrors.NewNotFound(rrResource, "x"), readAbsent},
+		{"wrapped not found", fmt.Errorf("get: %w", apierrors.NewNotFound(rrResource, "x")), readAbsent},
+		// The mux's plain 404 for a resource not served yet.
+		{"404 without a status body", bare404, readOpen},
+		{"refused", refusedErr, readOpen},
+		{"reset", resetErr("Get"), readOpen},
+		{"deadline", context.DeadlineExceeded, readOpen},
+		{"503", apierrors.NewServiceUnavailable("starting"), readOpen},
+		{"429", apierrors.NewTooManyRequests("slow down", 1), readOpen},
+		{"403", apierrors.NewForbidden(rrResource, "x", errors.New("no")), readOpen},
+		{"401", apierrors.NewUnauthorized("who"), readOpen},
+	} {
+		if got := classifyRead(tc.err); got != tc.want {
+			t.Errorf("%s: classifyRead(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	withID := func(ring ...string) *v1alpha1.RemediationRequest {
+		rr := &v1alpha1.RemediationRequest{}
+		rr.ResourceVersion = "7"
+		rr.Annotations = map[string]string{v1alpha1.AnnotationWriteID: "gw-0/a-1"}
+		rr.Status.Deduplication = &v1alpha1.DeduplicationStatus{OccurrenceCount: int64(1 + len(ring)), RecentWrites: ring}
+		return rr
+	}
+	for _, tc := range []struct {
+		name string
+		got  *v1alpha1.RemediationRequest
+		want verdict
+	}{
+		{"ours", withID(), applied},
+		{"absent", nil, notApplied},
+		{"another writer's", func() *v1alpha1.RemediationRequest {
+			rr := withID()
+			rr.Annotations[v1alpha1.AnnotationWriteID] = "gw-1/b-1"
+			return rr
+		}(), notApplied},
+	} {
+		if v := createVerdict(tc.got, "gw-0/a-1"); v != tc.want {
+			t.Errorf("create, %s: %v, want %v", tc.name, v, tc.want)
+		}
+	}
+	cur := withID()
+	cur.ResourceVersion = "5"
+	for _, tc := range []struct {
+		name    string
+		got     *v1alpha1.RemediationRequest
+		want    verdict
+		wantWhy bool
+	}{
+		{"id in the ring", withID("gw-0/a-2"), applied, false},
+		{"deleted", nil, notApplied, false},
+		{"another writer's id only", withID("gw-1/b-2"), notApplied, false},
+		{"empty ring on a changed request", withID(), undecided, true},
+	} {
+		v, why := updateVerdict(cur, tc.got, 2, "gw-0/a-2")
+		if v != tc.want || (why != nil) != tc.wantWhy {
+			t.Errorf("update, %s: %v (%v), want %v", tc.name, v, why, tc.want)
+		}
 	}
 }
 
@@ -580,19 +805,14 @@ func TestAppendWrite(t *testing.T) {
 	}
 }
 
-// resolveWaits, part of MaxOutcomeWait, is the sum of the waits between
-// the reads back.
-func TestResolveWaits(t *testing.T) {
-	var sum, prev time.Duration
-	for k := 1; k < resolveReads; k++ {
-		prev = resolvePolicy.Delay(k, prev)
-		sum += prev
-	}
-	if sum != resolveWaits {
-		t.Fatalf("waits between %d reads = %v, resolveWaits = %v", resolveReads, sum, resolveWaits)
-	}
-	if MaxOutcomeWait != writeTimeout+resolveReads*readTimeout+resolveWaits || MaxOutcomeWait > 45*time.Second {
+// Deployments size their shutdown grace with MaxOutcomeWait (42.5s); a
+// change must show up here first.
+func TestMaxOutcomeWait(t *testing.T) {
+	if MaxOutcomeWait != 42500*time.Millisecond {
 		t.Fatalf("MaxOutcomeWait = %v", MaxOutcomeWait)
+	}
+	if time.Duration(maxReadsBack)*100*time.Millisecond < MaxOutcomeWait {
+		t.Fatalf("maxReadsBack %d would end a read back before its budget", maxReadsBack)
 	}
 }
 
@@ -609,8 +829,10 @@ func TestOutcomeWaitIsBounded(t *testing.T) {
 	}{
 		// The write and every read hang: the whole budget is spent, and
 		// the outcome is unknown.
-		{name: "nothing answers", readsHang: true, wantErr: ErrUnknownOutcome, wantReads: resolveReads,
-			minElapsed: writeTimeout + resolveReads*readTimeout},
+		// Reads at 10s, 15.1s, 20.3s, 25.7s, 31.5s and 37.5s after the
+		// write, the last one cut at the budget's end.
+		{name: "nothing answers", readsHang: true, wantErr: ErrUnknownOutcome, wantReads: 6,
+			minElapsed: MaxOutcomeWait},
 		// The write hangs, the first read back shows it was not applied:
 		// the caller, gone, is told it was not counted. Two reads: that
 		// one and the next attempt's, which finds nothing left to count.

@@ -384,6 +384,7 @@ func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, 
 	id := r.writeID()
 	rr := r.newRequest(first.in, next, token, id)
 	log := logr.FromContextOrDiscard(ctx).WithValues("remediationRequest", rr.Name)
+	sent := r.opts.Clock.Now()
 	if err := r.bounded(ctx, writeTimeout, func(ctx context.Context) error { return r.c.Create(ctx, rr) }); err != nil {
 		switch {
 		case apierrors.IsAlreadyExists(err):
@@ -395,12 +396,12 @@ func (r *Recorder) create(ctx context.Context, fp string, g *group, next int64, 
 			r.putBack(g, batch)
 			return resultError, backoff.Permanent(fmt.Errorf("%w: create %s: %w", ErrUnavailable, rr.Name, err))
 		}
-		got, rerr := r.readBack(ctx, rr.Name)
+		got, rerr := r.readBack(ctx, rr.Name, sent.Add(MaxOutcomeWait))
 		switch {
 		case rerr != nil:
 			r.putBack(g, batch[1:]) // not part of this write
 			return r.unknown(batch[:1], "create "+rr.Name, err, fmt.Errorf("reading it back failed: %w", rerr))
-		case got == nil || got.Annotations[v1alpha1.AnnotationWriteID] != id:
+		case createVerdict(got, id) == notApplied:
 			// Not created, or created by another writer: count into it
 			// on the next attempt.
 			log.V(1).Info("Create failed and was not applied", "error", err.Error())
@@ -445,6 +446,7 @@ func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.Remediati
 	id := r.writeID()
 	d.RecentWrites = appendWrite(d.RecentWrites, id)
 	rr.Status.Deduplication = &d
+	sent := r.opts.Clock.Now()
 	if err := r.bounded(ctx, writeTimeout, func(ctx context.Context) error { return r.c.Status().Update(ctx, rr) }); err != nil {
 		switch {
 		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
@@ -454,15 +456,15 @@ func (r *Recorder) update(ctx context.Context, g *group, cur *v1alpha1.Remediati
 			r.putBack(g, batch)
 			return resultError, backoff.Permanent(fmt.Errorf("%w: update %s: %w", ErrUnavailable, rr.Name, err))
 		}
-		got, rerr := r.readBack(ctx, rr.Name)
+		got, rerr := r.readBack(ctx, rr.Name, sent.Add(MaxOutcomeWait))
 		if rerr != nil {
 			return r.unknown(batch, "update "+rr.Name, err, fmt.Errorf("reading it back failed: %w", rerr))
 		}
-		if why := absenceProvesNothing(cur, got, d.OccurrenceCount, id); why != nil {
+		v, why := updateVerdict(cur, got, d.OccurrenceCount, id)
+		switch v {
+		case undecided:
 			return r.unknown(batch, "update "+rr.Name, err, why)
-		}
-		applied := got != nil && slices.Contains(got.EffectiveDeduplication().RecentWrites, id)
-		if !applied {
+		case notApplied:
 			logr.FromContextOrDiscard(ctx).V(1).Info("Update failed and was not applied", "remediationRequest", rr.Name, "error", err.Error())
 			r.putBack(g, batch)
 			return resultNotApplied, errNotApplied

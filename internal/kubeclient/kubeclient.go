@@ -11,6 +11,23 @@
 // Watches are exempt because they are long-lived by design; their liveness is
 // the concern of whoever runs them (informers re-establish them with their
 // own timeouts).
+//
+// client-go retries a request inside one call, up to 10 times, after an
+// answer of 429 or 5xx that carries Retry-After in seconds, and first waits
+// as long as the header says. The transport edits that header before
+// client-go sees it:
+//
+//   - A write answered 5xx loses it, so it reaches the caller after one
+//     try: it may have been applied, and sending it again could apply it
+//     twice (a create retried after it landed fails with AlreadyExists, an
+//     update with Conflict, and both read as "not applied"). Only the caller
+//     can find out, by reading.
+//   - A read answered 429 or 5xx (a watch included) waits at most one
+//     second before client-go sends it again. A restarting API server
+//     answers 503 with Retry-After: 5 until its handlers are installed, and
+//     a read that waited that out would spend a 5s deadline doing nothing,
+//     seconds after the server was ready. Callers bound their reads with
+//     deadlines of a few seconds and retry on their own schedule.
 package kubeclient
 
 import (
@@ -19,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -83,7 +101,11 @@ type deadlineTransport struct {
 
 func (t *deadlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if isWatch(req) {
-		return t.next.RoundTrip(req)
+		resp, err := t.next.RoundTrip(req)
+		if err == nil {
+			limitRetryAfter(req, resp)
+		}
+		return resp, err
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
@@ -92,10 +114,47 @@ func (t *deadlineTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	if resp.StatusCode >= 500 && isWrite(req) {
-		resp.Header.Del("Retry-After")
-	}
+	limitRetryAfter(req, resp)
 	return resp, nil
+}
+
+// maxReadRetryAfter caps the Retry-After that client-go waits out before it
+// sends a read again, in seconds (the header's unit).
+const maxReadRetryAfter = 1
+
+// limitRetryAfter applies retryAfter to resp's header.
+func limitRetryAfter(req *http.Request, resp *http.Response) {
+	h := resp.Header.Get("Retry-After")
+	if h == "" {
+		return
+	}
+	switch v := retryAfter(isWrite(req), resp.StatusCode, h); v {
+	case h:
+	case "":
+		resp.Header.Del("Retry-After")
+	default:
+		resp.Header.Set("Retry-After", v)
+	}
+}
+
+// retryAfter returns the Retry-After that client-go should see for an
+// answer with status code and Retry-After h to a write or a read; "" drops
+// the header. client-go only honours whole seconds, on 429 and 5xx answers,
+// so any other value is left as it is. See the package documentation.
+func retryAfter(write bool, code int, h string) string {
+	if write {
+		if code >= 500 {
+			return ""
+		}
+		return h
+	}
+	if code != http.StatusTooManyRequests && code < 500 {
+		return h
+	}
+	if n, err := strconv.Atoi(h); err == nil && n > maxReadRetryAfter {
+		return strconv.Itoa(maxReadRetryAfter)
+	}
+	return h
 }
 
 // isWrite reports whether req may change state on the server.

@@ -164,3 +164,57 @@ func TestWriteWithServerErrorIsNotRetried(t *testing.T) {
 		t.Fatalf("the read was sent %d times, want 2 (one retry)", n)
 	}
 }
+
+// A read answered 503 with Retry-After: 5, as a restarting API server
+// answers before its handlers are installed, is sent again after at most
+// one second: within a read deadline shorter than the five seconds asked
+// for, it gets the answer the server gives once it is ready.
+func TestReadRetryAfterIsCapped(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if gets.Add(1) == 1 {
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503,` +
+				`"details":{"retryAfterSeconds":5}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","namespace":"ns"}}`))
+	}))
+	defer srv.Close()
+	cfg, err := kubeclient.Configure(&rest.Config{Host: srv.URL}, kubeclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// What client-go's retry sees: the header, capped.
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/api/v1/namespaces/ns/configmaps/c", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Retry-After"); resp.StatusCode != http.StatusServiceUnavailable || got != "1" {
+		t.Fatalf("answer %d with Retry-After %q, want 503 with 1", resp.StatusCode, got)
+	}
+
+	// Through client-go: the retry comes within a 3s deadline.
+	gets.Store(0)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := cs.CoreV1().ConfigMaps("ns").Get(ctx, "c", metav1.GetOptions{}); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if n := gets.Load(); n != 2 {
+		t.Fatalf("the read was sent %d times, want 2 (one retry)", n)
+	}
+}
