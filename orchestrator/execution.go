@@ -13,19 +13,15 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// executionHashLength is how much of TargetLabelValue goes into an
-// execution's name: 80 bits, so that "wfe-<hash>-<sequence>" stays short
-// and readable while two targets of one namespace never share a prefix in
-// practice. A collision would only make one target wait (the create finds
-// the name taken), never run two executions on one target.
-const executionHashLength = 20
-
 // ExecutionName is the name of the execution with the given sequence on
-// target t: "wfe-<first 20 hex digits of TargetLabelValue(t)>-<sequence>".
+// target t: "wfe-<TargetLabelValue(t)>-<sequence>".
 // It is the fence: every replica that decides to start the next execution
-// of a target computes the same name, so only one create can succeed.
+// of a target computes the same name, so only one create can succeed. It
+// carries the label's whole 160-bit hash: with a shorter prefix, two targets
+// that share it would fight over one name and the later one would never
+// get an execution.
 func ExecutionName(t v1alpha1.TargetRef, sequence int64) string {
-	return fmt.Sprintf("wfe-%s-%d", v1alpha1.TargetLabelValue(t)[:executionHashLength], sequence)
+	return fmt.Sprintf("wfe-%s-%d", v1alpha1.TargetLabelValue(t), sequence)
 }
 
 // sequenceOf is the sequence an execution name ends in, 0 if it has none.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/api/v1alpha1"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/lease/leasetest"
 )
@@ -60,8 +61,10 @@ func TestOptionsDefaults(t *testing.T) {
 
 func TestExecutionName(t *testing.T) {
 	n := ExecutionName(worker1, 12)
-	if !strings.HasPrefix(n, "wfe-") || !strings.HasSuffix(n, "-12") || len(n) != len("wfe-")+20+len("-12") {
-		t.Fatalf("ExecutionName = %q", n)
+	// The whole target hash, not a prefix of it: targets whose hashes
+	// share a prefix must not share execution names.
+	if want := "wfe-" + v1alpha1.TargetLabelValue(worker1) + "-12"; n != want {
+		t.Fatalf("ExecutionName = %q, want %q", n, want)
 	}
 	other := worker1
 	other.Name = "worker-2"
