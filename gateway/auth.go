@@ -4,8 +4,10 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -56,38 +58,63 @@ type decision struct {
 	reason string
 }
 
+// maxTokenLength bounds the bearer tokens worth a review. Service-account
+// and OIDC tokens are a few kilobytes at most.
+const maxTokenLength = 8192
+
+// errReviewsBusy: the token is not cached and every review slot of its
+// pool is taken. Nothing was asked; the sender may retry.
+var errReviewsBusy = errors.New("too many token reviews in flight")
+
+// Values of the reason label of gateway_auth_refused_total.
+const (
+	refusedMalformed = "malformed"
+	refusedCapacity  = "capacity"
+)
+
 // authenticator validates bearer tokens with TokenReview (and optionally
 // SubjectAccessReview) and caches the decisions.
 //
-// The cache key is the SHA-256 of the token, so the cache never holds a
-// token. An allowed decision lives ttl, a rejection negTTL; an API error is
-// never cached. Concurrent requests with the same uncached token share one
-// review: an alert storm from one client costs one TokenReview, not one per
-// request.
+// What an unauthenticated caller can cost is bounded: a token that is not
+// RFC 6750-shaped, or longer than maxTokenLength, is rejected without a
+// review; at most maxReviews reviews of unknown tokens run at once, and a
+// request that finds them all taken is refused at once instead of waiting.
+// Re-reviews of tokens accepted before (their cache entry expired) have a
+// pool of their own, so a flood of unknown tokens cannot lock out the
+// senders already known.
+//
+// Accepted and rejected decisions live in two caches, so rejections can
+// never evict an accepted token. Keys are the SHA-256 of the token, so no
+// cache holds a token. An allowed decision is trusted for ttl, a rejection
+// for negTTL; an API error is never cached. Concurrent requests with the
+// same uncached token share one review: an alert storm from one client
+// costs one TokenReview, not one per request.
 type authenticator struct {
 	tokens    TokenReviewer
 	access    AccessReviewer // nil: no access review
 	namespace string
+	audience  string
 	clock     clock.PassiveClock
 	ttl       time.Duration
 	negTTL    time.Duration
-	size      int
 	// timeout bounds one review. It runs detached from the request that
 	// started it (other requests may wait for it), so it needs its own.
 	timeout time.Duration
 	metrics *metrics
+	// fresh bounds the reviews of tokens not accepted before; renewals
+	// those of tokens whose accepted entry expired.
+	fresh, renewals reviewPool
 
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]*list.Element // of *cacheEntry
-	order   *list.List                          // oldest insertion first
-	calls   map[[sha256.Size]byte]*reviewCall
+	mu sync.Mutex
+	// accepted keeps expired entries until they are pushed out: an expired
+	// entry still marks its token as known for the renewals pool.
+	accepted *tokenCache
+	rejected *tokenCache
+	calls    map[tokenKey]*reviewCall
 }
 
-type cacheEntry struct {
-	key     [sha256.Size]byte
-	d       decision
-	expires time.Time
-}
+// tokenKey is the SHA-256 of a token.
+type tokenKey = [sha256.Size]byte
 
 // reviewCall is one review in progress; done is closed when d and err are
 // set.
@@ -101,15 +128,17 @@ func newAuthenticator(cfg Config, m *metrics) *authenticator {
 	a := &authenticator{
 		tokens:    cfg.TokenReviewer,
 		namespace: cfg.Namespace,
+		audience:  cfg.Audience,
 		clock:     cfg.Clock,
 		ttl:       cfg.AuthCacheTTL,
 		negTTL:    cfg.AuthCacheNegativeTTL,
-		size:      cfg.AuthCacheSize,
 		timeout:   cfg.RequestTimeout,
 		metrics:   m,
-		entries:   make(map[[sha256.Size]byte]*list.Element),
-		order:     list.New(),
-		calls:     make(map[[sha256.Size]byte]*reviewCall),
+		fresh:     newReviewPool(cfg.MaxTokenReviews),
+		renewals:  newReviewPool(cfg.MaxTokenReviews),
+		accepted:  newTokenCache(cfg.AuthCacheSize),
+		rejected:  newTokenCache(cfg.AuthCacheSize),
+		calls:     make(map[tokenKey]*reviewCall),
 	}
 	if cfg.AccessReview {
 		a.access = cfg.AccessReviewer
@@ -118,35 +147,58 @@ func newAuthenticator(cfg Config, m *metrics) *authenticator {
 }
 
 // authenticate returns the decision for token. An error means the API
-// server could not be asked (or ctx ended first); it says nothing about
-// the token.
+// server was not asked or could not be (errReviewsBusy, an API error, or
+// ctx ended first); it says nothing about the token.
 func (a *authenticator) authenticate(ctx context.Context, token string) (decision, error) {
+	if m, ok := ctx.Value(authResultKey{}).(*authResult); ok && m.token == token {
+		return m.d, m.err
+	}
+	if err := checkTokenShape(token); err != nil {
+		a.metrics.authRefused.WithLabelValues(refusedMalformed).Inc()
+		return decision{verdict: unauthenticated, reason: err.Error()}, nil
+	}
 	key := sha256.Sum256([]byte(token))
+	now := a.clock.Now()
 	a.mu.Lock()
-	if el, ok := a.entries[key]; ok {
-		e := el.Value.(*cacheEntry)
-		if a.clock.Now().Before(e.expires) {
+	e, known := a.accepted.get(key)
+	if known && now.Before(e.expires) {
+		a.mu.Unlock()
+		a.metrics.authCache.WithLabelValues("hit").Inc()
+		return e.d, nil
+	}
+	if e, ok := a.rejected.get(key); ok {
+		if now.Before(e.expires) {
 			a.mu.Unlock()
 			a.metrics.authCache.WithLabelValues("hit").Inc()
 			return e.d, nil
 		}
-		a.removeLocked(el)
+		a.rejected.remove(key)
 	}
+	a.metrics.authCache.WithLabelValues("miss").Inc()
 	call, shared := a.calls[key]
 	if !shared {
+		pool := a.fresh
+		if known {
+			pool = a.renewals
+		}
+		if !pool.tryAcquire() {
+			a.mu.Unlock()
+			a.metrics.authRefused.WithLabelValues(refusedCapacity).Inc()
+			return decision{}, errReviewsBusy
+		}
 		call = &reviewCall{done: make(chan struct{})}
 		a.calls[key] = call
 		// Detached from ctx: requests that join this call must not fail
 		// because the first one gave up.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 		go func() {
+			defer pool.release()
 			defer cancel()
 			d, err := a.review(rctx, token)
 			a.finish(key, call, d, err)
 		}()
 	}
 	a.mu.Unlock()
-	a.metrics.authCache.WithLabelValues("miss").Inc()
 	select {
 	case <-call.done:
 		return call.d, call.err
@@ -156,7 +208,7 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (decisio
 }
 
 // finish publishes a review's result and caches it unless it is an error.
-func (a *authenticator) finish(key [sha256.Size]byte, call *reviewCall, d decision, err error) {
+func (a *authenticator) finish(key tokenKey, call *reviewCall, d decision, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	call.d, call.err = d, err
@@ -165,35 +217,136 @@ func (a *authenticator) finish(key [sha256.Size]byte, call *reviewCall, d decisi
 	if err != nil {
 		return
 	}
-	ttl := a.ttl
-	if d.verdict != allowed {
-		ttl = a.negTTL
-	}
-	if el, ok := a.entries[key]; ok {
-		a.removeLocked(el)
-	}
 	now := a.clock.Now()
-	// Make room: drop expired entries at the old end, then the oldest
-	// while still full.
-	for front := a.order.Front(); front != nil; front = a.order.Front() {
-		if len(a.entries) < a.size && now.Before(front.Value.(*cacheEntry).expires) {
-			break
-		}
-		a.removeLocked(front)
+	if d.verdict == allowed {
+		a.rejected.remove(key)
+		a.accepted.put(key, d, now.Add(a.ttl))
+		return
 	}
-	a.entries[key] = a.order.PushBack(&cacheEntry{key: key, d: d, expires: now.Add(ttl)})
+	a.accepted.remove(key)
+	a.rejected.put(key, d, now.Add(a.negTTL))
 }
 
-func (a *authenticator) removeLocked(el *list.Element) {
-	delete(a.entries, el.Value.(*cacheEntry).key)
-	a.order.Remove(el)
+// checkTokenShape accepts what RFC 6750 allows as a bearer token
+// (b64token: letters, digits, "-._~+/", then optional trailing "="), up to
+// maxTokenLength bytes. Anything else cannot be a token the API server
+// issued, so it is not worth a review.
+func checkTokenShape(token string) error {
+	if len(token) > maxTokenLength {
+		return fmt.Errorf("token of %d bytes is longer than %d", len(token), maxTokenLength)
+	}
+	i := 0
+	for i < len(token) && isTokenChar(token[i]) {
+		i++
+	}
+	if i == 0 {
+		return errors.New("token does not start with a token character")
+	}
+	for ; i < len(token); i++ {
+		if token[i] != '=' {
+			return fmt.Errorf("character at offset %d is not allowed in a bearer token", i)
+		}
+	}
+	return nil
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~+/", c) >= 0
+}
+
+// reviewPool is a counting semaphore that never waits.
+type reviewPool chan struct{}
+
+func newReviewPool(n int) reviewPool { return make(reviewPool, n) }
+
+func (p reviewPool) tryAcquire() bool {
+	select {
+	case p <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p reviewPool) release() { <-p }
+
+// tokenCache is a bounded map of decisions by token hash. When full, the
+// oldest insertion goes; since every entry of one cache has the same TTL,
+// that is also the first to expire. It does not drop expired entries by
+// itself: the caller decides what an expired entry still means.
+type tokenCache struct {
+	size    int
+	entries map[tokenKey]*list.Element // of *cacheEntry
+	order   *list.List                 // oldest insertion first
+}
+
+type cacheEntry struct {
+	key     tokenKey
+	d       decision
+	expires time.Time
+}
+
+func newTokenCache(size int) *tokenCache {
+	return &tokenCache{size: size, entries: make(map[tokenKey]*list.Element), order: list.New()}
+}
+
+// get returns the entry of key, expired or not.
+func (c *tokenCache) get(key tokenKey) (*cacheEntry, bool) {
+	el, ok := c.entries[key]
+	if !ok {
+		return nil, false
+	}
+	return el.Value.(*cacheEntry), true
+}
+
+// put stores d for key until expires, as the newest entry.
+func (c *tokenCache) put(key tokenKey, d decision, expires time.Time) {
+	c.remove(key)
+	for len(c.entries) >= c.size && c.order.Len() > 0 {
+		c.removeElement(c.order.Front())
+	}
+	if c.size > 0 {
+		c.entries[key] = c.order.PushBack(&cacheEntry{key: key, d: d, expires: expires})
+	}
+}
+
+func (c *tokenCache) remove(key tokenKey) {
+	if el, ok := c.entries[key]; ok {
+		c.removeElement(el)
+	}
+}
+
+func (c *tokenCache) removeElement(el *list.Element) {
+	delete(c.entries, el.Value.(*cacheEntry).key)
+	c.order.Remove(el)
+}
+
+func (c *tokenCache) len() int { return len(c.entries) }
+
+// authResultKey carries, in a request's context, the decision reached for
+// its token before the handler ran (see Server.reviewGate), so that the
+// handler's own authenticate call does not review the token again.
+type authResultKey struct{}
+
+type authResult struct {
+	token string
+	d     decision
+	err   error
+}
+
+func withAuthResult(ctx context.Context, token string, d decision, err error) context.Context {
+	return context.WithValue(ctx, authResultKey{}, &authResult{token: token, d: d, err: err})
 }
 
 // review asks the API server about token: who is it, and, with access
 // reviews on, may that user create RemediationRequests in our namespace.
 func (a *authenticator) review(ctx context.Context, token string) (decision, error) {
 	tr, err := a.tokens.Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token},
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{a.audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		a.metrics.authReviews.WithLabelValues("token", "error").Inc()
@@ -206,6 +359,12 @@ func (a *authenticator) review(ctx context.Context, token string) (decision, err
 			reason = "token not authenticated"
 		}
 		return decision{verdict: unauthenticated, reason: reason}, nil
+	}
+	// An API server that ignores spec.audiences answers with none: such a
+	// token is valid for the API server itself, not for us.
+	if !slices.Contains(tr.Status.Audiences, a.audience) {
+		a.metrics.authReviews.WithLabelValues("token", "denied").Inc()
+		return decision{verdict: unauthenticated, reason: fmt.Sprintf("token not issued for audience %q (audiences %q)", a.audience, tr.Status.Audiences)}, nil
 	}
 	a.metrics.authReviews.WithLabelValues("token", "allowed").Inc()
 	user := tr.Status.User

@@ -1,16 +1,21 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestUnauthenticated(t *testing.T) {
@@ -147,11 +152,13 @@ func TestTokenCache(t *testing.T) {
 		t.Fatalf("calls at the negative TTL = %d, want 4", calls())
 	}
 
-	// The cache holds hashes, never tokens.
+	// The caches hold hashes, never tokens.
 	e.srv.auth.mu.Lock()
-	for el := e.srv.auth.order.Front(); el != nil; el = el.Next() {
-		if strings.Contains(fmt.Sprintf("%+v", el.Value), goodToken) {
-			t.Errorf("cache entry %+v holds the token", el.Value)
+	for _, c := range []*tokenCache{e.srv.auth.accepted, e.srv.auth.rejected} {
+		for el := c.order.Front(); el != nil; el = el.Next() {
+			if strings.Contains(fmt.Sprintf("%+v", el.Value), goodToken) {
+				t.Errorf("cache entry %+v holds the token", el.Value)
+			}
 		}
 	}
 	e.srv.auth.mu.Unlock()
@@ -179,7 +186,7 @@ func TestTokenCacheBounded(t *testing.T) {
 		t.Fatalf("calls = %d, want 3", n)
 	}
 	e.srv.auth.mu.Lock()
-	size := len(e.srv.auth.entries)
+	size := e.srv.auth.accepted.len()
 	e.srv.auth.mu.Unlock()
 	if size != 2 {
 		t.Errorf("cache holds %d entries, want 2", size)
@@ -292,5 +299,255 @@ func TestBearerToken(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("bearerToken(%q) = %q, %v; want %q", header, got, ok, want)
 		}
+	}
+}
+
+// reviewRecorder is a TokenReviewer in front of fakeTokens: it counts the
+// reviews in flight, holds those of tokens for which hold says so until
+// release is closed, and can replace the audiences of every answer.
+type reviewRecorder struct {
+	next      *fakeTokens
+	hold      func(token string) bool
+	release   chan struct{}
+	audiences *[]string // nil: keep the answer's
+	mu        sync.Mutex
+	inFlight  int
+	maxFlight int
+	specs     []authenticationv1.TokenReviewSpec
+}
+
+func (r *reviewRecorder) Create(ctx context.Context, tr *authenticationv1.TokenReview, opts metav1.CreateOptions) (*authenticationv1.TokenReview, error) {
+	r.mu.Lock()
+	r.inFlight++
+	r.maxFlight = max(r.maxFlight, r.inFlight)
+	r.specs = append(r.specs, tr.Spec)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.inFlight--
+		r.mu.Unlock()
+	}()
+	if r.hold != nil && r.hold(tr.Spec.Token) {
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	out, err := r.next.Create(ctx, tr, opts)
+	if err == nil && r.audiences != nil {
+		out.Status.Audiences = *r.audiences
+	}
+	return out, err
+}
+
+func (r *reviewRecorder) flight() (now, peak int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inFlight, r.maxFlight
+}
+
+func withToken(token string) map[string]string {
+	return map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + token}
+}
+
+// A flood of distinct unknown tokens costs at most MaxTokenReviews reviews
+// at a time; every other request is answered 503 with Retry-After at once,
+// while those reviews are still held, so nothing queues.
+func TestTokenReviewsBounded(t *testing.T) {
+	const n, bound = 300, 4
+	rec := &reviewRecorder{hold: func(string) bool { return true }, release: make(chan struct{})}
+	e := newEnv(t, func(c *Config) {
+		c.MaxTokenReviews = bound
+		c.TokenReviewer = rec
+	})
+	rec.next = e.tokens
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+
+	var wg sync.WaitGroup
+	var answered atomic.Int32
+	recs := make([]*httptest.ResponseRecorder, n)
+	for i := range n {
+		wg.Go(func() {
+			recs[i] = e.do(t, http.MethodPost, PathAlertmanager, body, withToken(fmt.Sprintf("junk-%d", i)))
+			answered.Add(1)
+		})
+	}
+	// Every request but those under review is answered while the reviews
+	// are held: refused without waiting for a slot.
+	waitFor(t, "the requests without a review slot to be answered", func() bool { return answered.Load() == n-bound })
+	if now, peak := rec.flight(); now != bound || peak != bound {
+		t.Errorf("reviews in flight %d (peak %d), want %d", now, peak, bound)
+	}
+	close(rec.release)
+	wg.Wait()
+
+	var busy, unauth int
+	for i, r := range recs {
+		switch r.Code {
+		case http.StatusServiceUnavailable:
+			busy++
+			decodeProblem(t, r, http.StatusServiceUnavailable, ProblemAuthBusy)
+			if r.Header().Get("Retry-After") == "" {
+				t.Errorf("request %d: 503 without Retry-After", i)
+			}
+		case http.StatusUnauthorized:
+			unauth++
+		default:
+			t.Errorf("request %d: status %d, want 503 or 401", i, r.Code)
+		}
+	}
+	if busy != n-bound || unauth != bound {
+		t.Errorf("answers: %d busy, %d unauthenticated; want %d and %d", busy, unauth, n-bound, bound)
+	}
+	if got := e.tokens.calls.Load(); got != bound {
+		t.Errorf("TokenReviews = %d, want %d", got, bound)
+	}
+	if got := counterValue(t, e.reg, MetricAuthRefused, map[string]string{"reason": "capacity"}); got != n-bound {
+		t.Errorf("refused for capacity = %v, want %d", got, n-bound)
+	}
+	if n := len(e.dedup.recorded()); n != 0 {
+		t.Errorf("recorded %d incidents, want 0", n)
+	}
+}
+
+// A token accepted before whose entry expired is reviewed again from a
+// pool of its own: unknown tokens holding every other slot do not lock a
+// known sender out.
+func TestKnownTokenReviewedDuringFlood(t *testing.T) {
+	const bound = 2
+	rec := &reviewRecorder{hold: func(tok string) bool { return tok != goodToken }, release: make(chan struct{})}
+	e := newEnv(t, func(c *Config) {
+		c.MaxTokenReviews = bound
+		c.TokenReviewer = rec
+	})
+	rec.next = e.tokens
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+	if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusCreated {
+		t.Fatalf("first post: status %d", r.Code)
+	}
+	e.clock.Step(DefaultAuthCacheTTL)
+
+	var wg sync.WaitGroup
+	for i := range bound {
+		wg.Go(func() { e.do(t, http.MethodPost, PathAlertmanager, body, withToken(fmt.Sprintf("junk-%d", i))) })
+	}
+	defer wg.Wait()
+	defer close(rec.release)
+	waitFor(t, "the unknown tokens to hold every slot", func() bool { now, _ := rec.flight(); return now == bound })
+	decodeProblem(t, e.do(t, http.MethodPost, PathAlertmanager, body, withToken("junk-more")), http.StatusServiceUnavailable, ProblemAuthBusy)
+
+	if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusAccepted {
+		t.Errorf("known token during the flood: status %d %s, want 202", r.Code, r.Body)
+	}
+}
+
+// Rejected tokens have a cache of their own: a burst of bad tokens, many
+// more than the cache holds, leaves an accepted token cached.
+func TestRejectionsDoNotEvictAccepted(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.AuthCacheSize = 4 })
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+	if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusCreated {
+		t.Fatalf("good token: status %d", r.Code)
+	}
+	for i := range 100 {
+		decodeProblem(t, e.do(t, http.MethodPost, PathAlertmanager, body, withToken(fmt.Sprintf("bad-%d", i))),
+			http.StatusUnauthorized, ProblemUnauthenticated)
+	}
+	before := e.tokens.calls.Load()
+	if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusAccepted {
+		t.Fatalf("good token after the burst: status %d", r.Code)
+	}
+	if got := e.tokens.calls.Load(); got != before {
+		t.Errorf("the good token was reviewed again after 100 bad ones (%d reviews, want %d): evicted", got, before)
+	}
+	e.srv.auth.mu.Lock()
+	acc, rej := e.srv.auth.accepted.len(), e.srv.auth.rejected.len()
+	e.srv.auth.mu.Unlock()
+	if acc != 1 || rej != 4 {
+		t.Errorf("cache sizes: accepted %d, rejected %d; want 1 and 4", acc, rej)
+	}
+}
+
+// A token that cannot be a bearer token is rejected 401 without a review.
+func TestMalformedTokenNotReviewed(t *testing.T) {
+	e := newEnv(t, nil)
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+	malformed := map[string]string{
+		"inner space":      "Bearer abc def",
+		"quote":            `Bearer abc"def`,
+		"comma":            "Bearer abc,def",
+		"non-ASCII":        "Bearer abcdéf",
+		"control":          "Bearer abc\x01def",
+		"padding first":    "Bearer =abc",
+		"padding inside":   "Bearer ab=cd",
+		"too long":         "Bearer " + strings.Repeat("a", maxTokenLength+1),
+		"only padding":     "Bearer ==",
+		"semicolon suffix": "Bearer abc;",
+	}
+	for name, header := range malformed {
+		t.Run(name, func(t *testing.T) {
+			r := e.do(t, http.MethodPost, PathAlertmanager, body, map[string]string{"Content-Type": "application/json", "Authorization": header})
+			decodeProblem(t, r, http.StatusUnauthorized, ProblemUnauthenticated)
+			if got := r.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
+				t.Errorf("WWW-Authenticate = %q, want invalid_token", got)
+			}
+		})
+	}
+	if got := e.tokens.calls.Load(); got != 0 {
+		t.Errorf("TokenReviews = %d, want 0", got)
+	}
+	if got := counterValue(t, e.reg, MetricAuthRefused, map[string]string{"reason": "malformed"}); got != float64(len(malformed)) {
+		t.Errorf("refused as malformed = %v, want %d", got, len(malformed))
+	}
+
+	// Every character RFC 6750 allows, padding and the length limit pass
+	// the shape check and go to a review.
+	for _, tok := range []string{
+		"AZaz09-._~+/",
+		"abc==",
+		strings.Repeat("a", maxTokenLength),
+	} {
+		if err := checkTokenShape(tok); err != nil {
+			t.Errorf("checkTokenShape(%.20q...): %v, want nil", tok, err)
+		}
+	}
+}
+
+// The review asks for the configured audience, and a token the API server
+// accepts for another audience (or without saying which) is rejected.
+func TestTokenAudience(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		audience  string // Config.Audience
+		answered  *[]string
+		wantAsked string
+		wantCode  int
+	}{
+		{"default audience echoed", "", nil, DefaultAudience, http.StatusCreated},
+		{"configured audience echoed", "alerts.example.com", nil, "alerts.example.com", http.StatusCreated},
+		{"no audience in the answer", "", &[]string{}, DefaultAudience, http.StatusUnauthorized},
+		{"API server audience", "", &[]string{"https://kubernetes.default.svc"}, DefaultAudience, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &reviewRecorder{audiences: tc.answered}
+			e := newEnv(t, func(c *Config) {
+				c.Audience = tc.audience
+				c.TokenReviewer = rec
+			})
+			rec.next = e.tokens
+			r := e.post(t, PathAlertmanager, webhook(t, firing("X", "shop", "pod", "a")))
+			if r.Code != tc.wantCode {
+				t.Errorf("status %d %s, want %d", r.Code, r.Body, tc.wantCode)
+			}
+			if tc.wantCode == http.StatusUnauthorized {
+				decodeProblem(t, r, http.StatusUnauthorized, ProblemUnauthenticated)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.specs) != 1 || !slices.Equal(rec.specs[0].Audiences, []string{tc.wantAsked}) {
+				t.Errorf("reviews asked %+v, want one with audiences [%s]", rec.specs, tc.wantAsked)
+			}
+		})
 	}
 }

@@ -48,9 +48,17 @@ type Config struct {
 	// AuthenticationV1().TokenReviews()). Required unless InsecureNoAuth.
 	TokenReviewer TokenReviewer
 
+	// Audience is the audience a bearer token must have been issued for:
+	// sent in the TokenReview's spec.audiences and required in its
+	// status.audiences. A token for the API server's own audience is
+	// refused, so a token sent to the gateway cannot be replayed against
+	// the API server. Default DefaultAudience.
+	Audience string
+
 	// AccessReview makes the gateway also ask, for every authenticated
 	// caller, whether it may create remediationrequests.leasehold.dev in
-	// Namespace. Off by default: any authenticated caller may post.
+	// Namespace. Off when false (the zero value): any authenticated caller
+	// may post. `leasehold gateway` turns it on unless told otherwise.
 	AccessReview bool
 
 	// AccessReviewer answers the access reviews (a client-go
@@ -68,9 +76,19 @@ type Config struct {
 	// client hammering with a bad token does not hammer the API server.
 	AuthCacheNegativeTTL time.Duration
 
-	// AuthCacheSize bounds the number of cached tokens. Default 4096. When
-	// full, expired entries go first, then the oldest.
+	// AuthCacheSize bounds each of the two token caches, accepted and
+	// rejected. Default 4096. When one is full, its oldest entry goes;
+	// rejections never push out an accepted token.
 	AuthCacheSize int
+
+	// MaxTokenReviews bounds the token reviews in flight (a TokenReview,
+	// and the SubjectAccessReview that follows it) for tokens not in the
+	// cache. A request that finds every slot taken is answered 503 with
+	// Retry-After at once (problem type authentication-busy), so
+	// unauthenticated traffic cannot turn into unbounded API load. Tokens
+	// accepted before whose cache entry expired have MaxTokenReviews slots
+	// of their own. Default 16.
+	MaxTokenReviews int
 
 	// MaxBodyBytes bounds a request body; larger bodies are answered 413.
 	// Default 1 MiB.
@@ -144,6 +162,8 @@ const (
 	DefaultAuthCacheTTL         = 10 * time.Second
 	DefaultAuthCacheNegativeTTL = 2 * time.Second
 	DefaultAuthCacheSize        = 4096
+	DefaultMaxTokenReviews      = 16
+	DefaultAudience             = "leasehold-gateway"
 	DefaultMaxBodyBytes         = 1 << 20
 	DefaultMaxInFlight          = 1000
 	DefaultBatchConcurrency     = 32
@@ -167,6 +187,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AuthCacheSize == 0 {
 		c.AuthCacheSize = DefaultAuthCacheSize
+	}
+	if c.MaxTokenReviews == 0 {
+		c.MaxTokenReviews = DefaultMaxTokenReviews
+	}
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -236,6 +262,9 @@ func (c Config) validate() error {
 	if c.AuthCacheTTL < 0 || c.AuthCacheNegativeTTL < 0 || c.AuthCacheSize < 0 {
 		bad("AuthCacheTTL (%v), AuthCacheNegativeTTL (%v) and AuthCacheSize (%d) must not be negative",
 			c.AuthCacheTTL, c.AuthCacheNegativeTTL, c.AuthCacheSize)
+	}
+	if c.MaxTokenReviews < 0 {
+		bad("MaxTokenReviews (%d) must not be negative", c.MaxTokenReviews)
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("MaxBodyBytes (%d) must not be negative", c.MaxBodyBytes)

@@ -103,16 +103,35 @@
 //
 // # Authentication
 //
-// On by default: the bearer token is validated with a TokenReview, and with
-// Config.AccessReview a SubjectAccessReview must also allow the user to
-// create remediationrequests.leasehold.dev in Config.Namespace. Decisions
-// are cached under the SHA-256 of the token (allowed for AuthCacheTTL,
-// rejected for AuthCacheNegativeTTL; API errors are not cached), so a token
-// revoked or a permission withdrawn keeps working for up to AuthCacheTTL.
-// Concurrent requests with the same token share one review. When the API
-// server cannot be asked, the answer is 503 with Retry-After. /healthz,
-// /readyz and /metrics are not authenticated. Config.InsecureNoAuth turns
-// authentication off for local runs, with a warning in the log.
+// On by default: the bearer token is validated with a TokenReview that asks
+// for Config.Audience (default "leasehold-gateway") and requires it in the
+// answer's status.audiences, so a token issued for the API server itself,
+// which could be replayed against it, is refused; with Config.AccessReview a
+// SubjectAccessReview must also allow the user to create
+// remediationrequests.leasehold.dev in Config.Namespace. Decisions are cached
+// under the SHA-256 of the token, accepted and rejected ones in separate
+// caches (allowed for AuthCacheTTL, rejected for AuthCacheNegativeTTL; API
+// errors are not cached), so a token revoked or a permission withdrawn keeps
+// working for up to AuthCacheTTL, and rejections never push an accepted
+// token out. Concurrent requests with the same token share one review. When
+// the API server cannot be asked, the answer is 503 with Retry-After.
+// /healthz, /readyz and /metrics are not authenticated.
+// Config.InsecureNoAuth turns authentication off for local runs, with a
+// warning in the log.
+//
+// What unauthenticated traffic can cost the API server is bounded: a token
+// that is not shaped like an RFC 6750 bearer token (or is longer than 8 KiB)
+// is answered 401 without a review, and at most Config.MaxTokenReviews
+// reviews of uncached tokens run at once; a request that finds them all
+// taken is answered 503 with Retry-After at once (problem type
+// authentication-busy), never queued. Tokens accepted before whose cache
+// entry expired have as many slots of their own, so a flood of unknown
+// tokens does not lock out the senders already known. The rate of the
+// reviews is the concern of the TokenReviewer's client: `leasehold gateway`
+// gives reviews and the readiness check clients with rate limiters of their
+// own, apart from the one that writes RemediationRequests and Leases.
+// Not bounded here: the CPU a flood costs the gateway itself (TLS, parsing);
+// that is the concern of whatever is in front of it.
 //
 // # Shutdown
 //

@@ -102,7 +102,8 @@ func (f *fakeTokens) Create(ctx context.Context, tr *authenticationv1.TokenRevie
 	}
 	out := tr.DeepCopy()
 	if u, ok := f.tokens[tr.Spec.Token]; ok {
-		out.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: u}
+		// As the API server does for a token issued for the audiences asked.
+		out.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: u, Audiences: tr.Spec.Audiences}
 	} else {
 		out.Status = authenticationv1.TokenReviewStatus{Error: "invalid bearer token"}
 	}

@@ -17,6 +17,7 @@ const (
 	MetricSignalsInFlight  = "gateway_signals_in_flight"
 	MetricAuthReviews      = "gateway_auth_reviews_total"
 	MetricAuthCacheLookups = "gateway_auth_cache_lookups_total"
+	MetricAuthRefused      = "gateway_auth_refused_total"
 )
 
 // Values of the route label: a fixed set, whatever paths clients ask for.
@@ -49,6 +50,7 @@ type metrics struct {
 	inFlight    prometheus.Gauge
 	authReviews *prometheus.CounterVec // review (token|access), result (allowed|denied|error)
 	authCache   *prometheus.CounterVec // result (hit|miss)
+	authRefused *prometheus.CounterVec // reason (malformed|capacity)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,11 +82,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: MetricAuthCacheLookups,
 			Help: "Lookups of the token cache, by result (hit, miss).",
 		}, []string{"result"}),
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricAuthRefused,
+			Help: "Bearer tokens answered without asking the API server, by reason: malformed (401: not shaped like a bearer token) or capacity (503: every review slot taken).",
+		}, []string{"reason"}),
 	}
 	// Counters with known label values start at zero, so rates exist
 	// before the first event.
 	for _, o := range []string{OutcomeCreated, OutcomeDuplicate, OutcomeIgnored, OutcomeRejected, OutcomeError} {
 		m.signals.WithLabelValues(o)
+	}
+	for _, r := range []string{refusedMalformed, refusedCapacity} {
+		m.authRefused.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
@@ -96,6 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	collector.Register(reg, &m.inFlight, &err)
 	collector.Register(reg, &m.authReviews, &err)
 	collector.Register(reg, &m.authCache, &err)
+	collector.Register(reg, &m.authRefused, &err)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}

@@ -116,7 +116,7 @@ gateway_signals_in_flight 0
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
 				switch lp.GetName() {
-				case "route", "code", "outcome", "review", "result":
+				case "route", "code", "outcome", "review", "result", "reason":
 				default:
 					t.Errorf("unexpected label %s on %s", lp.GetName(), mf.GetName())
 				}

@@ -47,6 +47,7 @@ const (
 	ProblemBusy            = "https://leasehold.dev/problems/busy"
 	ProblemUnavailable     = "https://leasehold.dev/problems/unavailable"
 	ProblemAuthUnavailable = "https://leasehold.dev/problems/authentication-unavailable"
+	ProblemAuthBusy        = "https://leasehold.dev/problems/authentication-busy"
 	ProblemDeadline        = "https://leasehold.dev/problems/deadline-exceeded"
 	ProblemShuttingDown    = "https://leasehold.dev/problems/shutting-down"
 	ProblemInternal        = "https://leasehold.dev/problems/internal"
@@ -70,6 +71,7 @@ var problemTitles = map[string]string{
 	ProblemBusy:            "Incident busy",
 	ProblemUnavailable:     "API server unavailable",
 	ProblemAuthUnavailable: "Authentication unavailable",
+	ProblemAuthBusy:        "Too many token reviews in flight",
 	ProblemDeadline:        "Request deadline exceeded",
 	ProblemShuttingDown:    "Shutting down",
 	ProblemInternal:        "Internal error",

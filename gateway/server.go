@@ -106,8 +106,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(PathAlertmanager, s.instrument(routeAlertmanager, s.handleAlertmanager))
-	mux.Handle(PathKubernetesEvent, s.instrument(routeKubernetesEvent, s.handleKubernetesEvent))
+	mux.Handle(PathAlertmanager, s.instrument(routeAlertmanager, s.reviewGate(s.handleAlertmanager)))
+	mux.Handle(PathKubernetesEvent, s.instrument(routeKubernetesEvent, s.reviewGate(s.handleKubernetesEvent)))
 	mux.Handle(PathHealthz, s.instrument(routeHealthz, s.handleHealthz))
 	mux.Handle(PathReadyz, s.instrument(routeReadyz, s.handleReadyz))
 	mux.Handle(PathMetrics, s.instrument(routeMetrics, s.handleMetrics()))
@@ -150,6 +150,37 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 		s.metrics.duration.WithLabelValues(route).Observe(s.cfg.Clock.Since(start).Seconds())
 	})
+}
+
+// reviewGate authenticates the bearer token of a signal request before h
+// runs, and answers a request that would need a review while every review
+// slot is taken: 503 with Retry-After and problem type
+// authentication-busy, without waiting and without an error log line per
+// request, since under a flood of unknown tokens that is the normal
+// answer. Every other outcome is left to h, which finds the decision in
+// the request's context instead of asking again. Requests without a
+// bearer token or with another method than POST pass untouched, so h
+// still checks the method first.
+func (s *Server) reviewGate(h http.HandlerFunc) http.HandlerFunc {
+	if s.auth == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearerToken(r)
+		if r.Method != http.MethodPost || !ok {
+			h(w, r)
+			return
+		}
+		ctx := r.Context()
+		d, err := s.auth.authenticate(ctx, token)
+		if errors.Is(err, errReviewsBusy) {
+			w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
+			writeProblem(w, newProblem(r, http.StatusServiceUnavailable, ProblemAuthBusy,
+				fmt.Sprintf("%d token reviews are in flight, the most allowed; the signal was not counted and may be sent again", s.cfg.MaxTokenReviews)))
+			return
+		}
+		h(w, r.WithContext(withAuthResult(ctx, token, d, err)))
+	}
 }
 
 type receivedAtKey struct{}

@@ -32,6 +32,16 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
+// Client rates of the gateway's reviews and readiness check. The reviews
+// of a few senders' tokens, cached for a while, need little; the limit
+// bounds what a flood of unknown tokens can cost the API server.
+const (
+	defaultAuthQPS   = 20
+	defaultAuthBurst = 40
+	readyQPS         = 10
+	readyBurst       = 20
+)
+
 // gatewayFlags are the flags of `leasehold gateway`.
 type gatewayFlags struct {
 	listen         string
@@ -45,6 +55,10 @@ type gatewayFlags struct {
 	requestTimeout time.Duration
 	insecureNoAuth bool
 	accessReview   bool
+	audience       string
+	maxReviews     int
+	authQPS        float32
+	authBurst      int
 	tlsCertFile    string
 	tlsKeyFile     string
 	leaseDuration  time.Duration
@@ -71,16 +85,21 @@ firing signal as a RemediationRequest: one per workload while it is in
 progress, whose occurrence count includes every signal about it, however many
 replicas receive them.
 
-Callers authenticate with a bearer token, validated by a TokenReview (and,
-with --access-review, a SubjectAccessReview for create on
-remediationrequests.leasehold.dev in --namespace). --insecure-no-auth turns
-this off for local runs.
+Callers authenticate with a bearer token issued for --token-audience,
+validated by a TokenReview, and a SubjectAccessReview must allow its owner to
+create remediationrequests.leasehold.dev in --namespace (unless
+--access-review=false). At most --max-token-reviews reviews of uncached
+tokens run at once; a request beyond them is answered 503 at once. The
+reviews use a client of their own (--auth-qps, --auth-burst), and so does the
+API server check of /readyz, so that a flood of unknown tokens slows neither
+readiness nor the writes. --insecure-no-auth turns authentication off for
+local runs.
 
 It also serves /healthz, /readyz and /metrics, and shuts down gracefully on
 SIGTERM: /readyz fails, new connections are refused, requests in flight finish,
 then the locks still held are released.`,
 		Example: `  leasehold gateway --kubeconfig /tmp/leasehold/kubeconfig --insecure-no-auth --identity gw-0
-  leasehold gateway --listen :8443 --tls-cert-file tls.crt --tls-key-file tls.key --access-review`,
+  leasehold gateway --listen :8443 --tls-cert-file tls.crt --tls-key-file tls.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runGateway(cmd, f)
@@ -98,7 +117,11 @@ then the locks still held are released.`,
 	fl.DurationVar(&f.requestTimeout, "request-timeout", gateway.DefaultRequestTimeout,
 		fmt.Sprintf("deadline of one request: a signal not yet being written is then answered 503 (not counted); one being written is answered with its write's outcome, up to %s later", dedup.MaxOutcomeWait))
 	fl.BoolVar(&f.insecureNoAuth, "insecure-no-auth", false, "accept signals without authentication (local runs only)")
-	fl.BoolVar(&f.accessReview, "access-review", false, "also require permission to create remediationrequests.leasehold.dev in --namespace")
+	fl.BoolVar(&f.accessReview, "access-review", true, "also require permission to create remediationrequests.leasehold.dev in --namespace (off with --insecure-no-auth unless given)")
+	fl.StringVar(&f.audience, "token-audience", gateway.DefaultAudience, "audience a bearer token must be issued for (TokenReview spec.audiences, checked in status.audiences)")
+	fl.IntVar(&f.maxReviews, "max-token-reviews", gateway.DefaultMaxTokenReviews, "token reviews of uncached tokens in flight at once, beyond which requests are answered 503")
+	fl.Float32Var(&f.authQPS, "auth-qps", defaultAuthQPS, "sustained rate of TokenReview and SubjectAccessReview requests, on a client of their own")
+	fl.IntVar(&f.authBurst, "auth-burst", defaultAuthBurst, "burst of TokenReview and SubjectAccessReview requests above --auth-qps")
 	fl.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve HTTPS with this certificate (with --tls-key-file)")
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key of --tls-cert-file")
 	fl.DurationVar(&f.leaseDuration, "lease-duration", 30*time.Second, "duration of the per-fingerprint Leases")
@@ -128,17 +151,44 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 		WithName("gateway").WithValues("identity", f.identity)
 	ctx = logr.NewContext(ctx, log)
 
-	restCfg, err := gatewayKubeconfig(f.kubeconfig)
+	if f.insecureNoAuth && f.accessReview {
+		if cmd.Flags().Changed("access-review") {
+			return errors.New("--access-review needs authentication: it cannot be on with --insecure-no-auth")
+		}
+		f.accessReview = false
+	}
+	baseCfg, err := gatewayKubeconfig(f.kubeconfig)
 	if err != nil {
 		return err
 	}
-	restCfg, err = kubeclient.Configure(restCfg, kubeclient.Options{UserAgent: "leasehold-gateway/" + f.identity})
+	userAgent := "leasehold-gateway/" + f.identity
+	restCfg, err := kubeclient.Configure(baseCfg, kubeclient.Options{UserAgent: userAgent})
 	if err != nil {
 		return err
 	}
 	clientset, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	// Reviews and the readiness check get clients, and so rate limiters,
+	// of their own: requests with unknown tokens must not use up the rate
+	// that Lease and RemediationRequest calls need, nor make /readyz wait
+	// behind them.
+	authCfg, err := kubeclient.Configure(baseCfg, kubeclient.Options{QPS: f.authQPS, Burst: f.authBurst, UserAgent: userAgent + "/auth"})
+	if err != nil {
+		return fmt.Errorf("auth client: %w", err)
+	}
+	authClientset, err := kubernetes.NewForConfig(authCfg)
+	if err != nil {
+		return fmt.Errorf("auth client: %w", err)
+	}
+	readyCfg, err := kubeclient.Configure(baseCfg, kubeclient.Options{QPS: readyQPS, Burst: readyBurst, UserAgent: userAgent + "/readyz"})
+	if err != nil {
+		return fmt.Errorf("readiness client: %w", err)
+	}
+	readyClientset, err := kubernetes.NewForConfig(readyCfg)
+	if err != nil {
+		return fmt.Errorf("readiness client: %w", err)
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -178,13 +228,14 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	// handler has: releasing locks under a running request would let
 	// another replica in while this one still writes.
 	err = serveGateway(ctx, cmd, f, gatewayDeps{
-		clientset: clientset,
-		crClient:  crClient,
-		metadata:  metadataClient,
-		locker:    locker,
-		reg:       reg,
-		clock:     clk,
-		log:       log,
+		auth:     authClientset,
+		ready:    readyClientset,
+		crClient: crClient,
+		metadata: metadataClient,
+		locker:   locker,
+		reg:      reg,
+		clock:    clk,
+		log:      log,
 	})
 	if cerr := locker.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("release locks: %w", cerr))
@@ -194,13 +245,16 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 
 // gatewayDeps are the clients and shared parts serveGateway wires together.
 type gatewayDeps struct {
-	clientset kubernetes.Interface
-	crClient  client.Client
-	metadata  metadata.Interface
-	locker    *lease.Locker
-	reg       *prometheus.Registry
-	clock     clock.WithTicker
-	log       logr.Logger
+	// auth answers TokenReviews and SubjectAccessReviews, ready the
+	// readiness check; each has a rate limiter of its own.
+	auth     kubernetes.Interface
+	ready    kubernetes.Interface
+	crClient client.Client
+	metadata metadata.Interface
+	locker   *lease.Locker
+	reg      *prometheus.Registry
+	clock    clock.WithTicker
+	log      logr.Logger
 }
 
 // serveGateway builds the deduplicator, the owner resolver and the server,
@@ -240,26 +294,28 @@ func serveGateway(ctx context.Context, cmd *cobra.Command, f gatewayFlags, d gat
 		return fmt.Errorf("owner resolver: %w", err)
 	}
 	srv, err := gateway.New(gateway.Config{
-		Dedup:          recorder,
-		Resolver:       resolver,
-		Cluster:        f.cluster,
-		ClusterLabel:   f.clusterLabel,
-		Namespace:      f.namespace,
-		InsecureNoAuth: f.insecureNoAuth,
-		TokenReviewer:  d.clientset.AuthenticationV1().TokenReviews(),
-		AccessReview:   f.accessReview,
-		AccessReviewer: d.clientset.AuthorizationV1().SubjectAccessReviews(),
-		MaxBodyBytes:   f.maxBodyBytes,
-		MaxInFlight:    f.maxInFlight,
-		RequestTimeout: f.requestTimeout,
-		ReadyCheck:     gatewayAPIServerReady(d.clientset.Discovery().RESTClient()),
-		Addr:           f.listen,
-		TLSCertFile:    f.tlsCertFile,
-		TLSKeyFile:     f.tlsKeyFile,
-		Registerer:     d.reg,
-		Gatherer:       d.reg,
-		Logger:         d.log,
-		ClockOffset:    f.testClockOffset,
+		Dedup:           recorder,
+		Resolver:        resolver,
+		Cluster:         f.cluster,
+		ClusterLabel:    f.clusterLabel,
+		Namespace:       f.namespace,
+		InsecureNoAuth:  f.insecureNoAuth,
+		TokenReviewer:   d.auth.AuthenticationV1().TokenReviews(),
+		Audience:        f.audience,
+		AccessReview:    f.accessReview,
+		AccessReviewer:  d.auth.AuthorizationV1().SubjectAccessReviews(),
+		MaxTokenReviews: f.maxReviews,
+		MaxBodyBytes:    f.maxBodyBytes,
+		MaxInFlight:     f.maxInFlight,
+		RequestTimeout:  f.requestTimeout,
+		ReadyCheck:      gatewayAPIServerReady(d.ready.Discovery().RESTClient()),
+		Addr:            f.listen,
+		TLSCertFile:     f.tlsCertFile,
+		TLSKeyFile:      f.tlsKeyFile,
+		Registerer:      d.reg,
+		Gatherer:        d.reg,
+		Logger:          d.log,
+		ClockOffset:     f.testClockOffset,
 	})
 	if err != nil {
 		return err

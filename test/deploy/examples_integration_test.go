@@ -36,6 +36,9 @@ type amConfig struct {
 					Type            string `json:"type"`
 					CredentialsFile string `json:"credentials_file"`
 				} `json:"authorization"`
+				TLSConfig struct {
+					CAFile string `json:"ca_file"`
+				} `json:"tls_config"`
 			} `json:"http_config"`
 		} `json:"webhook_configs"`
 	} `json:"receivers"`
@@ -85,8 +88,13 @@ func TestAlertmanagerExample(t *testing.T) {
 		t.Fatalf("gateway Service ports %+v, want one", svc.Spec.Ports)
 	}
 	wantHost := net.JoinHostPort(svc.Name+"."+svc.Namespace+".svc", strconv.Itoa(int(svc.Spec.Ports[0].Port)))
-	if u.Scheme != "http" || u.Host != wantHost || u.Path != gateway.PathAlertmanager {
-		t.Errorf("webhook URL %s, want http://%s%s", wh.URL, wantHost, gateway.PathAlertmanager)
+	if u.Scheme != "https" || u.Host != wantHost || u.Path != gateway.PathAlertmanager {
+		t.Errorf("webhook URL %s, want https://%s%s (the gateway serves TLS only)", wh.URL, wantHost, gateway.PathAlertmanager)
+	}
+	gw := deployment(t, "leasehold-gateway").Spec.Template.Spec.Containers[0]
+	audience := flagValue(gw.Args, "--token-audience")
+	if audience == "" {
+		audience = gateway.DefaultAudience
 	}
 
 	auth := wh.HTTPConfig.Authorization
@@ -96,7 +104,7 @@ func TestAlertmanagerExample(t *testing.T) {
 	var sts appsv1.StatefulSet
 	convert(t, readObjects(t, path.Join(dir, "alertmanager-token-volume.yaml"))[0], &sts)
 	pod := sts.Spec.Template.Spec
-	var tokenFile string
+	var tokenFile, caFile string
 	for _, m := range pod.Containers[0].VolumeMounts {
 		for _, v := range pod.Volumes {
 			if v.Name != m.Name || v.Projected == nil {
@@ -104,16 +112,24 @@ func TestAlertmanagerExample(t *testing.T) {
 			}
 			for _, src := range v.Projected.Sources {
 				if tok := src.ServiceAccountToken; tok != nil {
-					if tok.Audience != "" {
-						t.Errorf("projected token audience %q: the gateway's TokenReview accepts the API server's audience only", tok.Audience)
+					if tok.Audience != audience {
+						t.Errorf("projected token audience %q, want the gateway's --token-audience %q: a token for the API server could be replayed against it", tok.Audience, audience)
 					}
 					tokenFile = path.Join(m.MountPath, tok.Path)
+				}
+				if cm := src.ConfigMap; cm != nil {
+					for _, item := range cm.Items {
+						caFile = path.Join(m.MountPath, item.Path)
+					}
 				}
 			}
 		}
 	}
 	if tokenFile != auth.CredentialsFile {
 		t.Errorf("credentials_file %s, but the example volume projects the token to %q", auth.CredentialsFile, tokenFile)
+	}
+	if ca := wh.HTTPConfig.TLSConfig.CAFile; ca == "" || ca != caFile {
+		t.Errorf("tls_config.ca_file %q, but the example volume projects the CA to %q", ca, caFile)
 	}
 
 	var rb rbacv1.RoleBinding

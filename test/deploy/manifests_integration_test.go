@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/leasehold/leasehold/gateway"
 )
 
 // image is the image every container runs: the kustomization's images entry
@@ -63,6 +65,7 @@ func TestKustomizationRenders(t *testing.T) {
 		"Deployment/leasehold-system/leasehold-simulated-executor",
 		"PodDisruptionBudget/leasehold-system/leasehold-gateway",
 		"PodDisruptionBudget/leasehold-system/leasehold-orchestrator",
+		"ResourceQuota/leasehold-system/leasehold-objects",
 	}
 	sort.Strings(got)
 	sort.Strings(want)
@@ -138,8 +141,9 @@ func TestPodTemplatesAdmitted(t *testing.T) {
 type workload struct {
 	name, serviceAccount, subcommand string
 	replicas                         int32
-	// required are arguments the Deployment must pass.
-	required []string
+	// required are arguments the Deployment must pass, forbidden ones it
+	// must not.
+	required, forbidden []string
 	// probeFlag and metricsFlag name the flags whose address serves
 	// /healthz and /readyz, and /metrics.
 	probeFlag, metricsFlag string
@@ -148,7 +152,13 @@ type workload struct {
 var workloads = []workload{
 	{
 		name: "leasehold-gateway", serviceAccount: "leasehold-gateway", subcommand: "gateway", replicas: 3,
-		required:  []string{"--access-review"},
+		// HTTPS, and tokens for the gateway's own audience. The access
+		// review is on by default: it must not be turned off.
+		required: []string{
+			"--tls-cert-file=/etc/leasehold/tls/tls.crt", "--tls-key-file=/etc/leasehold/tls/tls.key",
+			"--token-audience=" + gateway.DefaultAudience,
+		},
+		forbidden: []string{"--access-review=false", "--insecure-no-auth", "--insecure-no-auth=true"},
 		probeFlag: "--listen", metricsFlag: "--listen",
 	},
 	{
@@ -202,6 +212,11 @@ func TestWorkloads(t *testing.T) {
 			for _, r := range w.required {
 				if !slices.Contains(c.Args, r) {
 					t.Errorf("args = %q lack %s", c.Args, r)
+				}
+			}
+			for _, f := range w.forbidden {
+				if slices.Contains(c.Args, f) {
+					t.Errorf("args = %q contain %s", c.Args, f)
 				}
 			}
 			checkDownwardEnv(t, c)
@@ -282,6 +297,13 @@ func checkProbes(t *testing.T, c corev1.Container, w workload) {
 		if got := containerPort(t, c, p.probe.HTTPGet.Port.String()); got != port {
 			t.Errorf("%s probe port %d, but %s opens %d", p.name, got, w.probeFlag, port)
 		}
+		wantScheme := corev1.URISchemeHTTP
+		if flagValue(c.Args, "--tls-cert-file") != "" && w.probeFlag == "--listen" {
+			wantScheme = corev1.URISchemeHTTPS
+		}
+		if got := p.probe.HTTPGet.Scheme; got != wantScheme && (got != "" || wantScheme != corev1.URISchemeHTTP) {
+			t.Errorf("%s probe scheme %q, want %s", p.name, got, wantScheme)
+		}
 	}
 }
 
@@ -304,6 +326,30 @@ func checkMetricsPort(t *testing.T, d *appsv1.Deployment, c corev1.Container, w 
 		}
 	}
 	t.Errorf("no Service reaches port %d (%s) of %s", port, w.metricsFlag, d.Name)
+}
+
+// flagValue returns the value of --flag=value in args, or "".
+func flagValue(args []string, flag string) string {
+	var v string
+	for _, a := range args {
+		if s, ok := strings.CutPrefix(a, flag+"="); ok {
+			v = s
+		}
+	}
+	return v
+}
+
+// TestResourceQuota: the namespace bounds the number of requests and
+// executions, so that nothing can pile them up in etcd without limit.
+func TestResourceQuota(t *testing.T) {
+	var q corev1.ResourceQuota
+	convert(t, find(t, "ResourceQuota/"+ns+"/leasehold-objects"), &q)
+	for _, r := range []corev1.ResourceName{"count/remediationrequests.leasehold.dev", "count/workflowexecutions.leasehold.dev"} {
+		v, ok := q.Spec.Hard[r]
+		if !ok || v.Value() <= 0 {
+			t.Errorf("quota %s = %v, want a positive count", r, q.Spec.Hard)
+		}
+	}
 }
 
 // flagPort returns the port of an address flag (--flag=:8080 or

@@ -64,18 +64,29 @@ func TestServicesRunAsTheirServiceAccounts(t *testing.T) {
 	if err := cp.CreateNamespace(ctx, alertmanagerNS); err != nil {
 		t.Fatal(err)
 	}
-	senderToken := serviceAccountToken(ctx, t, alertmanagerNS, alertmanagerSA)
+	gwArgs := deployment(t, "leasehold-gateway").Spec.Template.Spec.Containers[0].Args
+	audience := flagValue(gwArgs, "--token-audience")
+	senderToken := serviceAccountToken(ctx, t, alertmanagerNS, alertmanagerSA, audience)
 	// A valid token of a ServiceAccount without the sender binding.
-	intruderToken := serviceAccountToken(ctx, t, alertmanagerNS, "intruder")
+	intruderToken := serviceAccountToken(ctx, t, alertmanagerNS, "intruder", audience)
+	// The sender's token for the API server's audience: good against the
+	// API server, so the gateway must not take it.
+	apiServerToken := serviceAccountToken(ctx, t, alertmanagerNS, alertmanagerSA, "")
 
 	gw := startService(ctx, t, bin, dir, "leasehold-gateway")
 	orch := startService(ctx, t, bin, dir, "leasehold-orchestrator")
 	exe := startService(ctx, t, bin, dir, "leasehold-simulated-executor")
-	url := "http://" + gw.addrs["--listen"] + "/api/v1/signals/alertmanager"
+	url := gw.scheme + "://" + gw.addrs["--listen"] + "/api/v1/signals/alertmanager"
+	if gw.scheme != "https" {
+		t.Errorf("the gateway serves %s, want https", gw.scheme)
+	}
 	payload := alertPayload(workNS, pod.Name)
 
 	if code, body := post(ctx, t, url, "", payload); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d %s, want 401", code, body)
+	}
+	if code, body := post(ctx, t, url, apiServerToken, payload); code != http.StatusUnauthorized {
+		t.Errorf("token for the API server's audience: %d %s, want 401", code, body)
 	}
 	if code, body := post(ctx, t, url, intruderToken, payload); code != http.StatusForbidden {
 		t.Errorf("token without the sender binding: %d %s, want 403 (--access-review)", code, body)
@@ -163,6 +174,9 @@ func TestServicesRunAsTheirServiceAccounts(t *testing.T) {
 type service struct {
 	*proc.Process
 	podName string
+	// scheme is what the readiness probe speaks: http, or https with the
+	// certificate of testTLS.
+	scheme string
 	// addrs maps each address flag of the container's arguments to the
 	// loopback address that replaced it.
 	addrs map[string]string
@@ -171,7 +185,8 @@ type service struct {
 // startService starts the binary with the container arguments and
 // environment of the named Deployment, impersonating its ServiceAccount,
 // and waits until its readiness probe passes. Address flags are moved to
-// free loopback ports; nothing else is changed.
+// free loopback ports and TLS files to testTLS's, as the Secret would
+// provide them; nothing else is changed.
 func startService(ctx context.Context, t *testing.T, bin, dir, name string) *service {
 	t.Helper()
 	d := deployment(t, name)
@@ -183,6 +198,15 @@ func startService(ctx context.Context, t *testing.T, bin, dir, name string) *ser
 	for _, a := range c.Args {
 		flag, value, ok := strings.Cut(a, "=")
 		if !ok || !strings.HasPrefix(flag, "--") {
+			continue
+		}
+		switch flag {
+		case "--tls-cert-file", "--tls-key-file":
+			cert, key := testTLS(t).files(t)
+			if flag == "--tls-key-file" {
+				cert = key
+			}
+			args = append(args, flag+"="+cert)
 			continue
 		}
 		if _, port, err := net.SplitHostPort(value); err == nil {
@@ -215,11 +239,13 @@ func startService(ctx context.Context, t *testing.T, bin, dir, name string) *ser
 	if !ok {
 		t.Fatalf("%s: no address flag opens the readiness probe's port %s", name, port)
 	}
+	s.scheme = "http"
+	if probe.Scheme == corev1.URISchemeHTTPS {
+		s.scheme = "https"
+	}
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := p.WaitReady(readyCtx, "http://"+addr+probe.Path); err != nil {
-		t.Fatal(err)
-	}
+	waitReady(readyCtx, t, p, s.scheme+"://"+addr+probe.Path)
 	return s
 }
 
@@ -262,18 +288,22 @@ func impersonatingKubeconfig(t *testing.T, dir string, who identity) string {
 }
 
 // serviceAccountToken creates the ServiceAccount if needed and returns a
-// token for it with the API server's own audience, like the projected token
-// of deploy/examples/alertmanager-token-volume.yaml.
-func serviceAccountToken(ctx context.Context, t *testing.T, namespace, name string) string {
+// token for it issued for audience (the API server's own when empty), like
+// the projected token of deploy/examples/alertmanager-token-volume.yaml.
+func serviceAccountToken(ctx context.Context, t *testing.T, namespace, name, audience string) string {
 	t.Helper()
 	_, err := adminSet.CoreV1().ServiceAccounts(namespace).Create(ctx,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	tr, err := adminSet.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+	req := &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)},
-	}, metav1.CreateOptions{})
+	}
+	if audience != "" {
+		req.Spec.Audiences = []string{audience}
+	}
+	tr, err := adminSet.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, req, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +394,7 @@ func post(ctx context.Context, t *testing.T, url, token string, payload []byte) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := testTLS(t).client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

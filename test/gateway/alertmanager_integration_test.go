@@ -14,11 +14,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/leasehold/leasehold/api/v1alpha1"
@@ -33,7 +30,6 @@ import (
 // become one RemediationRequest about the Deployment, an alert about a Node
 // one about the Node, and resolved alerts create nothing.
 func TestAlertmanagerToThreeAuthenticatedGatewayProcesses(t *testing.T) {
-	ctx := t.Context()
 	ns := newNamespace(t, "am")
 	shop := newNamespace(t, "shop")
 
@@ -54,21 +50,9 @@ func TestAlertmanagerToThreeAuthenticatedGatewayProcesses(t *testing.T) {
 		amCheckLogs(t, gatewayProcs(gws)...)
 	})
 
-	clientset, err := kubernetes.NewForConfig(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "alertmanager", Namespace: ns}}
-	if err := admin.Create(ctx, sa); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token request: %v", err)
-	}
-	token := tr.Status.Token
+	// A ServiceAccount token issued for the gateway's audience, whose
+	// owner may create RemediationRequests (the access review is on).
+	token := senderToken(t, ns, gateway.DefaultAudience)
 
 	// The workload chain a controller-manager would have made:
 	// Deployment -> ReplicaSet -> Pod, linked by controller references.
