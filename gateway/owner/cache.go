@@ -152,6 +152,10 @@ func (c *Cache) Resolve(ctx context.Context, obj v1alpha1.TargetRef, labels map[
 	if k.namespaced {
 		start.namespace = obj.Namespace
 	}
+	// A signal about the object is arriving, whatever this Resolve ends
+	// in: its remembered resolution lasts while its incident goes on, an
+	// API outage included.
+	c.renew(start)
 	w := c.follow(ctx, start, obj.APIVersion, nil)
 	switch w.failure {
 	case noFailure:
@@ -171,31 +175,78 @@ func (c *Cache) Resolve(ctx context.Context, obj v1alpha1.TargetRef, labels map[
 			log.V(1).Info("owner resolved from memory: an object of the chain is gone", "target", obj.String(), "workload", to.String(), "gone", w.at.String())
 			return to, ok, nil
 		}
-		if w.at != start {
-			// obj exists and names its controller, which is gone: there
-			// is nothing to infer.
-			break
+		if w.at == start {
+			return c.inferGone(ctx, obj, start, labels, w)
 		}
-		for _, cand := range candidates(start, labels) {
-			cw := c.follow(ctx, cand.key, cand.apiVersion, func(l link) bool { return confirms(cand, l) })
-			switch cw.failure {
-			case noFailure:
-				to := cw.target(obj.Cluster)
-				c.remember(start, to, false)
-				c.metrics.resolves.WithLabelValues(outcomeInferred).Inc()
-				log.V(1).Info("owner of a gone object inferred and confirmed", "target", obj.String(), "workload", to.String(),
-					"candidate", cand.key.String(), "fromLabel", cand.fromLabel)
-				return to, true, nil
-			case unknowable:
-				// The candidate may be the owner: not knowing is not
-				// a reason to try the next one, or the object.
-				return c.unresolved(ctx, obj, cw)
-			}
+		if d, ok := deploymentOfGoneReplicaSet(w.at, w.below.podTemplateHash); ok && start.kind == podKind && w.hops == 1 && w.reason == reasonNotFound {
+			// obj exists; the ReplicaSet its controller reference names
+			// is gone (a rollout that keeps no old ReplicaSets deletes it
+			// while its Pods terminate). The Deployment its name implies
+			// is believed if it exists.
+			dw := c.follow(ctx, d, apiVersionOf(deploymentKind), nil)
+			return c.answerInferred(ctx, obj, start, dw, true, "ReplicaSet "+w.at.name+" is gone; Deployment from its name and the pod-template-hash")
 		}
+		// Otherwise obj exists and names its controller, which is gone:
+		// there is nothing to infer.
 	}
+	return c.fallback(ctx, obj, w)
+}
+
+// inferGone answers Resolve of obj, which is gone (walk w) with nothing
+// remembered, from the candidates its name and labels imply.
+func (c *Cache) inferGone(ctx context.Context, obj v1alpha1.TargetRef, start objectKey, labels map[string]string, w walk) (v1alpha1.TargetRef, bool, error) {
+	cands := candidates(start, labels)
+	looked := make([]link, 0, len(cands))
+	i, v := infer(cands, looked)
+	for ; v == verdictPending; i, v = infer(cands, looked) {
+		looked = append(looked, c.lookup(ctx, cands[len(looked)].key))
+	}
+	switch v {
+	case verdictUnknowable:
+		cand := cands[i]
+		_, reason := classify(looked[i].err)
+		return c.unresolved(ctx, obj, walk{top: cand.key, apiVersion: cand.apiVersion, failure: unknowable, reason: reason, at: cand.key, err: looked[i].err})
+	case verdictConfirmed:
+		cand := cands[i]
+		cw := c.follow(ctx, cand.key, cand.apiVersion, &looked[i])
+		why := "candidate " + cand.key.String() + " confirmed, named by label " + cand.fromLabel
+		if cand.fromLabel == "" {
+			why = "candidate " + cand.key.String() + " the only one its name implies that is confirmed"
+		}
+		// A guess from the name alone is not remembered: remembered, it
+		// would outrank the owner labels of the signals that follow.
+		return c.answerInferred(ctx, obj, start, cw, cand.fromLabel != "", why)
+	case verdictAmbiguous:
+		w.reason, w.err = reasonAmbiguous, errors.New("the name fits more than one existing owner")
+	}
+	return c.fallback(ctx, obj, w)
+}
+
+// answerInferred ends a Resolve of obj whose owner was inferred, walk w
+// being the chain from the inferred owner, which decides the answer as it
+// would for an object that exists. The answer is remembered if keep.
+func (c *Cache) answerInferred(ctx context.Context, obj v1alpha1.TargetRef, start objectKey, w walk, keep bool, why string) (v1alpha1.TargetRef, bool, error) {
+	switch w.failure {
+	case noFailure:
+		to := w.target(obj.Cluster)
+		if keep {
+			c.remember(start, to, false)
+		}
+		c.metrics.resolves.WithLabelValues(outcomeInferred).Inc()
+		logr.FromContextOrDiscard(ctx).V(1).Info("owner inferred and confirmed", "target", obj.String(), "workload", to.String(), "why", why)
+		return to, true, nil
+	case unknowable:
+		return c.unresolved(ctx, obj, w)
+	default:
+		return c.fallback(ctx, obj, w)
+	}
+}
+
+// fallback ends a Resolve of obj with obj itself, for the reason w stopped.
+func (c *Cache) fallback(ctx context.Context, obj v1alpha1.TargetRef, w walk) (v1alpha1.TargetRef, bool, error) {
 	c.metrics.resolves.WithLabelValues(outcomeFallback).Inc()
 	c.metrics.fallbacks.WithLabelValues(w.reason).Inc()
-	log.V(1).Info("owner resolution fell back to the object itself", "target", obj.String(), "reason", w.reason, "at", w.at.String(), "err", w.err)
+	logr.FromContextOrDiscard(ctx).V(1).Info("owner resolution fell back to the object itself", "target", obj.String(), "reason", w.reason, "at", w.at.String(), "err", w.err)
 	return obj, false, nil
 }
 
@@ -213,6 +264,14 @@ func (c *Cache) remember(key objectKey, to v1alpha1.TargetRef, self bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.memory.put(key, to, self, c.clock.Now())
+}
+
+// renew extends key's remembered resolution, if any, to ResolutionTTL from
+// now.
+func (c *Cache) renew(key objectKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.memory.get(key, c.clock.Now())
 }
 
 // recall returns the remembered resolution of key, as Resolve of obj
@@ -241,6 +300,9 @@ type walk struct {
 	apiVersion string
 	// hops is the number of references followed to reach top.
 	hops int
+	// below is the lookup of the object whose controller reference led
+	// to top (zero when hops is 0).
+	below link
 	// failure, reason, at and err say why the walk stopped short: the
 	// object at which it did, and the error of its lookup, if any.
 	failure failure
@@ -255,10 +317,9 @@ func (w walk) target(cluster string) v1alpha1.TargetRef {
 }
 
 // follow walks up the controller references from start, read at
-// apiVersion, to the first object without one. check, if not nil, must
-// accept what the lookup of start found, or the walk stops short
-// (permanent, reason unconfirmed).
-func (c *Cache) follow(ctx context.Context, start objectKey, apiVersion string, check func(link) bool) walk {
+// apiVersion, to the first object without one. first, if not nil, is the
+// lookup of start, already made.
+func (c *Cache) follow(ctx context.Context, start objectKey, apiVersion string, first *link) walk {
 	w := walk{top: start, apiVersion: apiVersion}
 	stop := func(f failure, reason string, err error) walk {
 		w.failure, w.reason, w.at, w.err = f, reason, w.top, err
@@ -273,12 +334,14 @@ func (c *Cache) follow(ctx context.Context, start objectKey, apiVersion string, 
 			return stop(permanent, reasonCycle, nil)
 		}
 		seen = append(seen, w.top)
-		l := c.lookup(ctx, w.top)
+		var l link
+		if first != nil && w.hops == 0 {
+			l = *first
+		} else {
+			l = c.lookup(ctx, w.top)
+		}
 		if f, reason := classify(l.err); f != noFailure {
 			return stop(f, reason, l.err)
-		}
-		if check != nil && w.hops == 0 && !check(l) {
-			return stop(permanent, reasonUnconfirmed, nil)
 		}
 		if wantUID != "" && l.uid != wantUID {
 			// The owner the reference names is gone; another object
@@ -311,7 +374,7 @@ func (c *Cache) follow(ctx context.Context, start objectKey, apiVersion string, 
 			next.namespace = w.top.namespace
 		}
 		wantUID = ref.UID
-		w.top, w.apiVersion = next, ref.APIVersion
+		w.top, w.apiVersion, w.below = next, ref.APIVersion, l
 	}
 }
 

@@ -194,6 +194,45 @@ func TestCandidates(t *testing.T) {
 			want:   []c{{in(deploymentKind, "web"), "apps/v1", proofExists, "", "workload"}},
 		},
 		{
+			name: "labels naming kinds that control nothing",
+			obj:  pod("lonely"),
+			labels: map[string]string{
+				"owner_kind": "Pod", "owner_name": "other",
+				"created_by_kind": "Service", "created_by_name": "frontend",
+				"workload_type": "persistentvolumeclaim", "workload": "data",
+			},
+		},
+		{
+			name: "every workload kind, in label order",
+			obj:  pod("lonely"),
+			labels: map[string]string{
+				"owner_kind": "ReplicationController", "owner_name": "a",
+				"created_by_kind": "Job", "created_by_name": "b",
+				"workload_type": "cronjob", "workload": "c",
+			},
+			want: []c{
+				{in(schema.GroupKind{Kind: "ReplicationController"}, "a"), "v1", proofExists, "", "owner_name"},
+				{in(jobKind, "b"), "batch/v1", proofExists, "", "created_by_name"},
+				{in(schema.GroupKind{Group: "batch", Kind: "CronJob"}, "c"), "batch/v1", proofExists, "", "workload"},
+			},
+		},
+		{
+			name:   "kube_pod_owner of a mirror pod names its node",
+			obj:    pod("etcd"),
+			labels: map[string]string{"owner_kind": "Node", "owner_name": "worker-1"},
+			want:   []c{{objectKey{kind: nodeKind, name: "worker-1"}, "v1", proofExists, "", "owner_name"}},
+		},
+		{
+			name:   "a node is never a workload type",
+			obj:    pod("etcd"),
+			labels: map[string]string{"workload_type": "node", "workload": "worker-1"},
+		},
+		{
+			name:   "a node controls only pods",
+			obj:    in(replicaSetKind, "web-abc"),
+			labels: map[string]string{"created_by_kind": "Node", "created_by_name": "worker-1"},
+		},
+		{
 			name:   "a label naming the object itself",
 			obj:    pod("lonely"),
 			labels: map[string]string{"created_by_kind": "Pod", "created_by_name": "lonely"},
@@ -259,6 +298,84 @@ func TestConfirms(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := confirms(tc.c, tc.l); got != tc.want {
 				t.Errorf("confirms = %v; want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInfer(t *testing.T) {
+	key := func(gk schema.GroupKind, name string) objectKey {
+		return objectKey{kind: gk, namespace: "shop", name: name}
+	}
+	label := func(gk schema.GroupKind, name string) candidate {
+		return candidate{key: key(gk, name), proof: proofExists, fromLabel: "created_by_name"}
+	}
+	named := func(gk schema.GroupKind) candidate { return candidate{key: key(gk, "cache"), proof: proofExists} }
+	isTrue := true
+	var (
+		exists   = link{uid: "u"}
+		notFound = link{err: apierrors.NewNotFound(schema.GroupResource{Resource: "x"}, "x")}
+		timeout  = link{err: apierrors.NewTimeoutError("slow", 1)}
+		rejected = link{err: apierrors.NewBadRequest("no")}
+		deployRS = link{uid: "u", podTemplateHash: "7d4b9c8f6b", controller: &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", Controller: &isTrue}}
+	)
+	rs := candidate{key: key(replicaSetKind, "web-7d4b9c8f6b"), proof: proofDeploymentReplicaSet}
+	sts, ds, job := named(statefulSetKind), named(daemonSetKind), named(jobKind)
+	cases := []struct {
+		name   string
+		cands  []candidate
+		looked []link
+		want   int
+		wantV  verdict
+	}{
+		{"no candidates", nil, nil, -1, verdictNone},
+		{"nothing looked up yet", []candidate{sts}, nil, -1, verdictPending},
+		{"a label candidate confirmed ends the search", []candidate{label(replicaSetKind, "a"), sts, ds}, []link{exists}, 0, verdictConfirmed},
+		{"the first label candidate confirmed wins", []candidate{label(replicaSetKind, "a"), label(jobKind, "b"), sts}, []link{notFound, exists}, 1, verdictConfirmed},
+		{"a label candidate not found: go on", []candidate{label(replicaSetKind, "a"), sts}, []link{notFound}, -1, verdictPending},
+		{"one name candidate confirmed: all must be looked up", []candidate{sts, ds, job}, []link{exists}, -1, verdictPending},
+		{"one name candidate confirmed of all", []candidate{sts, ds, job}, []link{exists, notFound, notFound}, 0, verdictConfirmed},
+		{"the last name candidate the only one confirmed", []candidate{sts, ds, job}, []link{notFound, rejected, exists}, 2, verdictConfirmed},
+		{"statefulset and daemonset both exist", []candidate{sts, ds, job}, []link{exists, exists}, -1, verdictAmbiguous},
+		{"daemonset and job both exist", []candidate{ds, job}, []link{exists, exists}, -1, verdictAmbiguous},
+		{"a deployment's replicaset and a daemonset", []candidate{rs, ds, job}, []link{deployRS, notFound, exists}, -1, verdictAmbiguous},
+		{"a replicaset not a deployment's does not count", []candidate{rs, ds, job}, []link{exists, notFound, exists}, 2, verdictConfirmed},
+		{"labels first, then a unique name candidate", []candidate{label(replicaSetKind, "a"), sts, ds}, []link{notFound, notFound, exists}, 2, verdictConfirmed},
+		{"a name candidate unknowable, another confirmed", []candidate{sts, ds}, []link{exists, timeout}, 1, verdictUnknowable},
+		{"a label candidate unknowable", []candidate{label(replicaSetKind, "a"), sts}, []link{timeout}, 0, verdictUnknowable},
+		{"none confirmed", []candidate{label(replicaSetKind, "a"), sts, ds}, []link{notFound, notFound, rejected}, -1, verdictNone},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if i, v := infer(tc.cands, tc.looked); i != tc.want || v != tc.wantV {
+				t.Errorf("infer = %d, %d; want %d, %d", i, v, tc.want, tc.wantV)
+			}
+		})
+	}
+}
+
+func TestDeploymentOfGoneReplicaSet(t *testing.T) {
+	rs := func(name string) objectKey { return objectKey{kind: replicaSetKind, namespace: "shop", name: name} }
+	cases := []struct {
+		name string
+		rs   objectKey
+		hash string
+		want string // "" for none
+	}{
+		{"deployment's replicaset", rs("web-7d4b9c8f6b"), "7d4b9c8f6b", "web"},
+		{"dashed deployment name", rs("my-web-7d4b9c8f6b"), "7d4b9c8f6b", "my-web"},
+		{"no pod-template-hash", rs("web-7d4b9c8f6b"), "", ""},
+		{"name does not end in the hash", rs("web-5f6d7c8b9"), "7d4b9c8f6b", ""},
+		{"hash without the dash", rs("web7d4b9c8f6b"), "7d4b9c8f6b", ""},
+		{"name is the hash alone", rs("-7d4b9c8f6b"), "7d4b9c8f6b", ""},
+		{"not a replicaset", objectKey{kind: jobKind, namespace: "shop", name: "web-7d4b9c8f6b"}, "7d4b9c8f6b", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := deploymentOfGoneReplicaSet(tc.rs, tc.hash)
+			want := objectKey{kind: deploymentKind, namespace: "shop", name: tc.want}
+			if ok != (tc.want != "") || (ok && got != want) {
+				t.Errorf("deploymentOfGoneReplicaSet = %v, %v; want %q", got, ok, tc.want)
 			}
 		})
 	}

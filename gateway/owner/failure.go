@@ -18,9 +18,10 @@ const (
 	noFailure failure = iota
 	// gone: an object of the chain does not exist (NotFound, or an owner
 	// replaced by another object of its name). The answer is taken from
-	// what remains: a remembered resolution, or, when the object itself is
-	// gone, a candidate owner confirmed by a lookup; only then the object
-	// itself.
+	// what remains: a remembered resolution; when the object itself is
+	// gone, a candidate owner confirmed by a lookup; when a Pod's
+	// ReplicaSet is gone, the Deployment its name implies; only then the
+	// object itself.
 	gone
 	// unknowable: the lookup did not complete (a timeout, a 5xx or 429,
 	// no connection, the caller stopped waiting) or was refused (403,

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -9,9 +10,12 @@ import (
 
 // What remains of an object that is gone is the signal about it: its name,
 // and the labels its sender attached. From them candidates derives the
-// owners the object may have had, and confirms decides, from a lookup of a
-// candidate, whether to believe it. Both are pure; Resolve does the
-// lookups.
+// owners the object may have had, confirms decides, from a lookup of a
+// candidate, whether to believe it, and infer which candidate, if any, is
+// the owner. What remains of a ReplicaSet that is gone while its Pod
+// exists is the Pod's controller reference and pod-template-hash label:
+// from them deploymentOfGoneReplicaSet derives its Deployment. All are
+// pure; Resolve does the lookups.
 
 // proof is what a lookup of a candidate must show for the candidate to be
 // believed.
@@ -50,23 +54,56 @@ type candidate struct {
 // Owner labels as exporters write them, most trustworthy first. Each pair
 // names a kind and an object of the signal's namespace.
 //
-//   - owner_kind/owner_name: kube-state-metrics' kube_pod_owner, one
-//     series per owner reference; owner_is_controller says whether the
-//     reference is the controller's.
+//   - owner_kind/owner_name: kube-state-metrics' kube_pod_owner (and
+//     kube_replicaset_owner, kube_job_owner), one series per owner
+//     reference; owner_is_controller says whether the reference is the
+//     controller's.
 //   - created_by_kind/created_by_name: kube-state-metrics' kube_pod_info,
 //     the controller reference.
 //   - workload_type/workload: kube-prometheus' recording rule
 //     namespace_workload_pod:kube_pod_owner:relabel, whose workload type
 //     is the lower-case kind of the top owner.
+//
+// A label is believed only for a kind that can control a Pod or own its
+// controller (workloadKinds), and, for the two labels copied from a
+// controller reference, a Node when the object is a Pod: the kubelet makes
+// the Node the controller of a static Pod's mirror. A Node is never a
+// workload type, and a Pod, a Service or a PersistentVolumeClaim never
+// controls anything, whatever a label says.
 var ownerLabels = []struct {
 	kind, name string
 	// controller, if not empty, is a label that says "false" when the
 	// named object is not the controller.
 	controller string
+	// node: the label may name a Pod's Node.
+	node bool
 }{
-	{"owner_kind", "owner_name", "owner_is_controller"},
-	{"created_by_kind", "created_by_name", ""},
-	{"workload_type", "workload", ""},
+	{"owner_kind", "owner_name", "owner_is_controller", true},
+	{"created_by_kind", "created_by_name", "", true},
+	{"workload_type", "workload", "", false},
+}
+
+// workloadKinds are the kinds of the table that control Pods
+// (ReplicaSet, ReplicationController, StatefulSet, DaemonSet, Job) or
+// their controllers (Deployment, CronJob).
+var workloadKinds = []schema.GroupKind{
+	replicaSetKind, {Kind: "ReplicationController"}, statefulSetKind, daemonSetKind, jobKind, deploymentKind, {Group: "batch", Kind: "CronJob"},
+}
+
+// labelKind returns the kind kindName names, as a label about obj says it,
+// and whether a label of that kind is believed (see ownerLabels); node
+// says whether the label may name a Pod's Node.
+func labelKind(obj objectKey, node bool, kindName string) (schema.GroupKind, bool) {
+	gk, ok := kindsByName[strings.ToLower(kindName)]
+	switch {
+	case !ok:
+		// "<none>", or a kind the Cache cannot read.
+		return schema.GroupKind{}, false
+	case gk == nodeKind:
+		return gk, node && obj.kind == podKind
+	default:
+		return gk, slices.Contains(workloadKinds, gk)
+	}
 }
 
 // podTemplateHashLabels are the alert labels that may carry a Pod's
@@ -87,6 +124,7 @@ var kindsByName = func() map[string]schema.GroupKind {
 
 var (
 	podKind         = schema.GroupKind{Kind: "Pod"}
+	nodeKind        = schema.GroupKind{Kind: "Node"}
 	replicaSetKind  = schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}
 	statefulSetKind = schema.GroupKind{Group: "apps", Kind: "StatefulSet"}
 	daemonSetKind   = schema.GroupKind{Group: "apps", Kind: "DaemonSet"}
@@ -120,9 +158,8 @@ func candidates(obj objectKey, labels map[string]string) []candidate {
 		if kindName == "" || name == "" || (l.controller != "" && labels[l.controller] == "false") {
 			continue
 		}
-		gk, ok := kindsByName[strings.ToLower(kindName)]
+		gk, ok := labelKind(obj, l.node, kindName)
 		if !ok {
-			// "<none>", or a kind the Cache cannot read.
 			continue
 		}
 		key := objectKey{kind: gk, name: name}
@@ -181,6 +218,77 @@ func confirms(c candidate, l link) bool {
 	default:
 		return false
 	}
+}
+
+// verdict is what the lookups of a gone object's candidates decide.
+type verdict int
+
+const (
+	// verdictPending: the next candidate must be looked up.
+	verdictPending verdict = iota
+	// verdictConfirmed: the candidate is the owner; its chain decides the
+	// answer, whether or not it reaches a workload.
+	verdictConfirmed
+	// verdictUnknowable: the candidate's lookup did not complete. It may
+	// be the owner, so no other candidate, nor the object, is answered.
+	verdictUnknowable
+	// verdictAmbiguous: more than one candidate derived from the name is
+	// confirmed. A name that fits several owners proves none of them.
+	verdictAmbiguous
+	// verdictNone: no candidate is confirmed.
+	verdictNone
+)
+
+// infer decides, from the lookups of cands made so far (looked[i] is the
+// lookup of cands[i]; looked is a prefix), which candidate is the owner,
+// or that the next must be looked up. A candidate named by a label is
+// believed as soon as it is confirmed, in the order of the labels, before
+// any derived from the name is looked up. The candidates derived from the
+// name are all looked up, and one is believed only if it is the only one
+// confirmed. The index is that of the candidate confirmed or whose lookup
+// did not complete, else -1.
+func infer(cands []candidate, looked []link) (int, verdict) {
+	found, n := -1, 0
+	for i, l := range looked {
+		if f, _ := classify(l.err); f == unknowable {
+			return i, verdictUnknowable
+		}
+		if !confirms(cands[i], l) {
+			continue
+		}
+		if cands[i].fromLabel != "" {
+			return i, verdictConfirmed
+		}
+		if n++; n > 1 {
+			return -1, verdictAmbiguous
+		}
+		found = i
+	}
+	switch {
+	case len(looked) < len(cands):
+		return -1, verdictPending
+	case n == 1:
+		return found, verdictConfirmed
+	default:
+		return -1, verdictNone
+	}
+}
+
+// deploymentOfGoneReplicaSet returns the Deployment whose ReplicaSet rs
+// was, and true, when rs is gone and a Pod with pod-template-hash podHash
+// names it as its controller: the Deployment controller names each
+// ReplicaSet <deployment>-<pod-template-hash>, and gives its Pods that
+// label. A Pod without the label (not a Deployment's), or whose
+// ReplicaSet's name does not end in it, implies no Deployment.
+func deploymentOfGoneReplicaSet(rs objectKey, podHash string) (objectKey, bool) {
+	if rs.kind != replicaSetKind || podHash == "" {
+		return objectKey{}, false
+	}
+	name, ok := strings.CutSuffix(rs.name, "-"+podHash)
+	if !ok || name == "" {
+		return objectKey{}, false
+	}
+	return objectKey{kind: deploymentKind, namespace: rs.namespace, name: name}, true
 }
 
 // podTemplateHash returns the Pod's pod-template-hash as the signal's

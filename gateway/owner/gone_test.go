@@ -91,7 +91,7 @@ func TestResolveGoneObject(t *testing.T) {
 			in:       pod,
 			want:     deploy,
 			wantOK:   true,
-			wantGets: []string{"pods shop/" + gonePod, "replicasets shop/" + rsName, "deployments shop/web"},
+			wantGets: []string{"pods shop/" + gonePod, "replicasets shop/" + rsName, "daemonsets shop/" + rsName, "jobs shop/" + rsName, "deployments shop/web"},
 		},
 		{
 			name:     "its name and the pod-template-hash its alert carries",
@@ -100,7 +100,7 @@ func TestResolveGoneObject(t *testing.T) {
 			labels:   map[string]string{"pod_template_hash": hash},
 			want:     deploy,
 			wantOK:   true,
-			wantGets: []string{"pods shop/" + gonePod, "replicasets shop/" + rsName, "deployments shop/web"},
+			wantGets: []string{"pods shop/" + gonePod, "replicasets shop/" + rsName, "daemonsets shop/" + rsName, "jobs shop/" + rsName, "deployments shop/web"},
 		},
 		{
 			name:   "a label names an owner that is gone too; the name still confirms",
@@ -110,7 +110,7 @@ func TestResolveGoneObject(t *testing.T) {
 			want:   deploy,
 			wantOK: true,
 			wantGets: []string{"pods shop/" + gonePod, "replicasets shop/web-5f6d7c8b9",
-				"replicasets shop/" + rsName, "deployments shop/web"},
+				"replicasets shop/" + rsName, "daemonsets shop/" + rsName, "jobs shop/" + rsName, "deployments shop/web"},
 		},
 		{
 			name: "a ReplicaSet of that name not owned by a Deployment is not believed",
@@ -143,12 +143,14 @@ func TestResolveGoneObject(t *testing.T) {
 			wantGets: []string{"pods shop/db-0", "statefulsets shop/db"},
 		},
 		{
-			name:     "a DaemonSet's Pod",
-			objs:     []runtime.Object{object("apps/v1", "DaemonSet", ns, "agent", "uid-ds")},
-			in:       ref("v1", "Pod", ns, "agent-x2kqp"),
-			want:     ref("apps/v1", "DaemonSet", ns, "agent"),
-			wantOK:   true,
-			wantGets: []string{"pods shop/agent-x2kqp", "daemonsets shop/agent"},
+			name:   "a DaemonSet's Pod",
+			objs:   []runtime.Object{object("apps/v1", "DaemonSet", ns, "agent", "uid-ds")},
+			in:     ref("v1", "Pod", ns, "agent-x2kqp"),
+			want:   ref("apps/v1", "DaemonSet", ns, "agent"),
+			wantOK: true,
+			// Every owner the name implies is looked up: a Job of
+			// that name would make it ambiguous.
+			wantGets: []string{"pods shop/agent-x2kqp", "daemonsets shop/agent", "jobs shop/agent"},
 		},
 		{
 			name: "a CronJob's Job's Pod",

@@ -10,8 +10,9 @@ import (
 // memory holds the last resolution of each object a signal named, so that
 // an object deleted while signals about it still arrive (a Pod replaced in
 // the middle of an incident) keeps resolving to the workload it had. An
-// entry lives ttl after the last Resolve that used or renewed it, so it
-// lasts as long as its incident keeps sending signals; at most maxEntries
+// entry lives ttl after the last Resolve of its object (each renews it,
+// whatever it ends in), so it lasts as long as its incident keeps sending
+// signals; at most maxEntries
 // are kept, the least recently used evicted first. It is not safe for
 // concurrent use: the Cache's mutex guards it.
 type memory struct {

@@ -36,9 +36,7 @@ const (
 	reasonUnknownOwner  = "unknown_owner"  // an owner of a kind outside the table, or malformed
 	reasonCycle         = "cycle"          // the chain came back to an object already seen
 	reasonTooLong       = "too_long"       // more than MaxHops owners
-	// reasonUnconfirmed ends the walk from a candidate owner its lookup
-	// did not prove; it is never the reason of a fallback.
-	reasonUnconfirmed = "unconfirmed"
+	reasonAmbiguous     = "ambiguous"      // a gone Pod's name fits more than one existing owner
 )
 
 // Error reasons, the values of the reason label of errors_total and of

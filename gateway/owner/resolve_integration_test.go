@@ -314,3 +314,39 @@ func TestIntegrationPermissions(t *testing.T) {
 	gw := newITEnv(t, "gateway")
 	gw.resolve(t, pod, itRef("apps/v1", "Deployment", itNS, "api"), true, 3)
 }
+
+// TestIntegrationPodOfDeletedReplicaSet: a Pod still terminating after a
+// rollout that keeps no old ReplicaSets deleted its ReplicaSet resolves,
+// on a Cache that remembers nothing, to the Deployment its ReplicaSet's
+// name and its pod-template-hash label imply, which exists.
+func TestIntegrationPodOfDeletedReplicaSet(t *testing.T) {
+	const hash = "7d4b9c8f6b"
+	d := createDeployment(t, "rolled")
+	rs := createReplicaSet(t, "rolled-"+hash, controllerRef(d, deploymentGVK))
+	ctx := ctxTimeout(t, 30*time.Second)
+	pods := admin.CoreV1().Pods(itNS)
+	tmpl := podTemplate()
+	create(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            "rolled-" + hash + "-x2kqp",
+			Labels:          map[string]string{"app": "web", "pod-template-hash": hash},
+			OwnerReferences: []metav1.OwnerReference{controllerRef(rs, replicaSetGVK)},
+		},
+		Spec: tmpl.Spec,
+	}, func(p *corev1.Pod) (*corev1.Pod, error) { return pods.Create(ctx, p, metav1.CreateOptions{}) },
+		func(n string) error {
+			return pods.Delete(ctx, n, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		})
+	// No garbage collector runs here: the Pod outlives its ReplicaSet, as
+	// a terminating one does.
+	if err := admin.AppsV1().ReplicaSets(itNS).Delete(ctx, rs.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete replicaset: %v", err)
+	}
+	e := newITEnv(t, "")
+	pod := itRef("v1", "Pod", itNS, "rolled-"+hash+"-x2kqp")
+	deploy := itRef("apps/v1", "Deployment", itNS, "rolled")
+	e.resolve(t, pod, deploy, true, 3) // the Pod, the ReplicaSet (NotFound), the Deployment
+	if n := e.env.metric(t, "resolves_total", "outcome", "inferred"); n != 1 {
+		t.Errorf("resolves_total{outcome=inferred} = %v; want 1", n)
+	}
+}
