@@ -13,6 +13,13 @@
 // signals; the newer one opens a request of its own, which the
 // orchestrator runs after the older one on the same target.
 //
+// Upgrade the gateways before the CRDs. Today's CRD defaults a new
+// request's status to a count of one with no signal names; a gateway older
+// than that default reads it as a complete record, and its first count
+// update stores the second signal's name without the first one's. A newer
+// gateway fills what a missing or defaulted record lacks from the spec, so
+// it works with the older CRD too.
+//
 // # What makes it exact
 //
 // Correctness rests on two atomic API server operations, not on the lock:
