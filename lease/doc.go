@@ -88,7 +88,10 @@
 // API errors keep their type (apierrors.Is*). A request that client-go's
 // rate limiter refuses because its turn would come after the context's
 // deadline fails with an error matching context.DeadlineExceeded, with
-// client-go's message; it was never sent.
+// client-go's message. Such a refusal may concern client-go's retry of a
+// write that was sent and applied (a 504 with Retry-After), so a write
+// refused this way is handled like one that timed out: the Locker reads
+// the Lease back and deletes, conditionally, what it may have written.
 //
 // # Exclusion inside a process
 //
