@@ -31,8 +31,9 @@ var (
 	ErrNotHeld = errors.New("lease: lock not held by this locker")
 
 	// ErrClosed is returned by TryAcquire and Acquire once the Locker is
-	// closing, and is the cause (wrapping ErrReleased) of the Context of
-	// locks released by Locker.Close.
+	// closing (also when Close released the lock before they could return
+	// it), and is the cause (wrapping ErrReleased) of the Context of locks
+	// released by Locker.Close.
 	ErrClosed = errors.New("lease: locker closed")
 )
 
@@ -63,7 +64,8 @@ func (e *lostError) Error() string {
 func (e *lostError) Unwrap() error { return ErrLost }
 
 // closedError is the cause given to a lock released by Locker.Close: both
-// ErrClosed and ErrReleased, never ErrLost.
+// ErrClosed and ErrReleased, never ErrLost. It is also the error of an
+// acquisition whose lock Close released before it could be returned.
 type closedError struct{}
 
 func (closedError) Error() string   { return ErrClosed.Error() + ": " + ErrReleased.Error() }

@@ -167,6 +167,11 @@ func (l *Locker) acquire(ctx context.Context, key string, wait bool) (*Lock, err
 			// late), or a loss was observed during the lock delay. It is
 			// not safely held; end it (touching nothing once the deadline
 			// has passed) and pass the key on.
+			if errors.Is(lerr, ErrReleased) {
+				// Nobody holds a lock not yet returned but the Locker:
+				// Close released it (a hand-off granted as Close began).
+				lerr = closedError{}
+			}
 			_ = lk.Release(ctx)
 			lk, err = nil, fmt.Errorf("acquire %s: lock ended before it was returned: %w", key, lerr)
 		}
