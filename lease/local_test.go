@@ -366,3 +366,24 @@ func TestAcquireGrantedAHandoffThatCloseReleasedIsClosed(t *testing.T) {
 		t.Fatalf("Close = %v", err)
 	}
 }
+
+// Close releasing a lock whose Lease was taken over finds the takeover:
+// the cause of its Context is ErrLost, as for Release, and Close, which
+// returns release errors other than ErrLost, returns nil.
+func TestCloseOfATakenOverLockEndsItLost(t *testing.T) {
+	e, l, lk := holding(t)
+	ctx := lk.Context()
+	e.foreign("k", "pod-b/1")
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if cause := context.Cause(ctx); !errors.Is(cause, ErrLost) || errors.Is(cause, ErrClosed) {
+		t.Fatalf("cause = %v, want ErrLost", cause)
+	}
+	if !errors.Is(lk.Err(), ErrLost) {
+		t.Fatalf("Err = %v, want ErrLost", lk.Err())
+	}
+	if holderOf(e.stored("k")) != "pod-b/1" {
+		t.Fatal("Close deleted another holder's Lease")
+	}
+}

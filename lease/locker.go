@@ -384,7 +384,8 @@ func (l *Locker) done() {
 // Close stops the Locker: new acquisitions and queued waiters fail with
 // ErrClosed, acquisitions in progress are aborted, held locks are released
 // (their Context is cancelled with a cause matching ErrClosed and
-// ErrReleased, never ErrLost; no local hand-off), and Close waits for every
+// ErrReleased, or ErrLost if the release finds the Lease taken over or
+// deleted, as Release does; no local hand-off), and Close waits for every
 // goroutine the Locker started and for Releases still in progress. It
 // returns the release errors other than ErrLost. Calling Close again waits
 // and returns nil.
