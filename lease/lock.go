@@ -548,10 +548,10 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 	if handoff {
 		w, yield = l.nextForHandoff(lk)
 	}
-	var sent handoffWrite // the hand-off that may have landed unseen
+	var pending handoffWrite // the hand-off that may have landed unseen
 	if w != nil {
 		var err error
-		sent, err = l.handoff(rctx, lk, cur, w)
+		pending, err = l.handoff(rctx, lk, cur, w)
 		if err == nil {
 			return nil
 		}
@@ -568,9 +568,9 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		// holder id: the hand-off stands, and the waiter gets the lock.
 		lk.logger.V(1).Info("hand-off failed, deleting", "error", err.Error())
 	}
-	deleted, landed, err := l.deleteOwned(rctx, lk, cur, sent.holder)
+	deleted, landed, err := l.deleteOwned(rctx, lk, cur, pending.holder)
 	if landed != nil {
-		l.grantHandoff(rctx, lk.slot, w, sent.holder, landed, sent.first)
+		l.grantHandoff(rctx, lk.slot, w, pending.holder, landed, pending.first)
 		return nil
 	}
 	if errors.Is(err, ErrLost) {
@@ -717,7 +717,7 @@ func (l *Locker) grantHandoff(ctx context.Context, s *slot, w *waiter, holder st
 func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.Lease, handedTo string) (deleted string, landed *coordinationv1.Lease, err error) {
 	uid, rv := cur.UID, cur.ResourceVersion
 	for try := 0; ; try++ {
-		err := l.leases.Delete(ctx, lk.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		err = l.leases.Delete(ctx, lk.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
 		switch {
 		case err == nil:
 			l.metrics.releases.WithLabelValues("deleted").Inc()
