@@ -14,10 +14,14 @@ import (
 // throttledError is client-go's client-side rate limiter refusing a
 // request because waiting for its turn would pass the context's deadline
 // ("rate: Wait(n=1) would exceed context deadline", from
-// golang.org/x/time/rate, which exports no sentinel for it). The request
-// was never sent. It matches context.DeadlineExceeded, so callers can tell
-// a call that ran out of time from one that failed, and keeps the
-// original message.
+// golang.org/x/time/rate, which exports no sentinel for it). It matches
+// context.DeadlineExceeded, so callers can tell a call that ran out of time
+// from one that failed, and keeps the original message.
+//
+// It does not mean the request was never sent: client-go asks the limiter
+// again before it retries a request answered with a 5xx and Retry-After
+// (such as a 504 for a write that may still be applied), and reports the
+// refusal alone. So for a write it is as ambiguous as a timeout.
 type throttledError struct{ err error }
 
 func (e *throttledError) Error() string   { return e.err.Error() }

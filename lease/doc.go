@@ -83,12 +83,19 @@
 // that write finds the Lease taken over or deleted, the lock had been lost
 // before it was released: Release returns an error matching ErrLost, and
 // from then on Err and context.Cause(Context) match ErrLost too (a context
-// derived before keeps ErrReleased). A clean release never reports ErrLost.
+// derived before keeps ErrReleased). A clean release never reports ErrLost:
+// a Lease found holding a hand-off of this Release whose answer was lost
+// (even by the Delete it fell back to) is that hand-off, granted to the
+// waiter; a Conflict whose read-back fails leaves the outcome unknown, and
+// Release returns an error that does not match ErrLost.
 //
 // API errors keep their type (apierrors.Is*). A request that client-go's
 // rate limiter refuses because its turn would come after the context's
 // deadline fails with an error matching context.DeadlineExceeded, with
-// client-go's message; it was never sent.
+// client-go's message. Such a refusal may concern client-go's retry of a
+// write that was sent and applied (a 504 with Retry-After), so a write
+// refused this way is handled like one that timed out: the Locker reads
+// the Lease back and deletes, conditionally, what it may have written.
 //
 // # Exclusion inside a process
 //

@@ -31,8 +31,10 @@ var (
 	ErrNotHeld = errors.New("lease: lock not held by this locker")
 
 	// ErrClosed is returned by TryAcquire and Acquire once the Locker is
-	// closing, and is the cause (wrapping ErrReleased) of the Context of
-	// locks released by Locker.Close.
+	// closing (also when Close released the lock before they could return
+	// it), and is the cause (with ErrReleased) of the Context of locks
+	// released by Locker.Close, unless that release found the Lease taken
+	// over or deleted: then the cause is ErrLost.
 	ErrClosed = errors.New("lease: locker closed")
 )
 
@@ -63,7 +65,10 @@ func (e *lostError) Error() string {
 func (e *lostError) Unwrap() error { return ErrLost }
 
 // closedError is the cause given to a lock released by Locker.Close: both
-// ErrClosed and ErrReleased, never ErrLost.
+// ErrClosed and ErrReleased. It is not ErrLost; if that release then finds
+// the Lease taken over or deleted, the cause becomes the ErrLost it found
+// (lostAtRelease). It is also the error of an acquisition whose lock Close
+// released before it could be returned.
 type closedError struct{}
 
 func (closedError) Error() string   { return ErrClosed.Error() + ": " + ErrReleased.Error() }

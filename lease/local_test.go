@@ -3,6 +3,8 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,4 +308,82 @@ func TestCloseReleasesEverythingAndLeaksNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// gatedContext holds the first call of Done until open is closed, and
+// reports it through entered. An Acquire queued behind a local holder
+// calls Done first when it starts waiting for its grant: the gate holds it
+// there, with its place in the queue taken.
+type gatedContext struct {
+	context.Context
+	once    sync.Once
+	entered chan struct{}
+	open    chan struct{}
+}
+
+func (c *gatedContext) Done() <-chan struct{} {
+	c.once.Do(func() {
+		close(c.entered)
+		<-c.open
+	})
+	return c.Context.Done()
+}
+
+// A waiter granted the lock by a hand-off, which Close releases before
+// Acquire returns it: Acquire fails with ErrClosed, the documented error of
+// acquisitions while the Locker closes, and returns no lock.
+func TestAcquireGrantedAHandoffThatCloseReleasedIsClosed(t *testing.T) {
+	e := newEnv(t)
+	l := e.locker("pod-a")
+	lk, err := l.TryAcquire(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &gatedContext{Context: context.Background(), entered: make(chan struct{}), open: make(chan struct{})}
+	res := make(chan error, 1)
+	go func() {
+		w, err := l.Acquire(ctx, "k")
+		if w != nil {
+			err = fmt.Errorf("Acquire returned a lock (Err %v)", w.Err())
+		}
+		res <- err
+	}()
+	<-ctx.entered
+	if err := lk.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if holderOf(e.stored("k")) == lk.Holder() {
+		t.Fatal("setup: Release did not hand the Lease off to the waiter")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	eventually(t, "Close released the handed-off lock", func() bool { return e.stored("k") == nil })
+	close(ctx.open)
+	if err := receive(t, res, "Acquire"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Acquire = %v, want ErrClosed", err)
+	}
+	if err := receive(t, closed, "Close"); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+}
+
+// Close releasing a lock whose Lease was taken over finds the takeover:
+// the cause of its Context is ErrLost, as for Release, and Close, which
+// returns release errors other than ErrLost, returns nil.
+func TestCloseOfATakenOverLockEndsItLost(t *testing.T) {
+	e, l, lk := holding(t)
+	ctx := lk.Context()
+	e.foreign("k", "pod-b/1")
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if cause := context.Cause(ctx); !errors.Is(cause, ErrLost) || errors.Is(cause, ErrClosed) {
+		t.Fatalf("cause = %v, want ErrLost", cause)
+	}
+	if !errors.Is(lk.Err(), ErrLost) {
+		t.Fatalf("Err = %v, want ErrLost", lk.Err())
+	}
+	if holderOf(e.stored("k")) != "pod-b/1" {
+		t.Fatal("Close deleted another holder's Lease")
+	}
 }

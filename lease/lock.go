@@ -442,7 +442,9 @@ func (lk *Lock) renewOnce(base *coordinationv1.Lease, sent time.Time) renewResul
 // never removes a Lease another holder owns. If that write finds the Lease
 // taken over or deleted, Release returns an error matching ErrLost, and
 // from then on Err and the cause of Context say so too: the key was held
-// by someone else before this holder let it go. It runs on its own context
+// by someone else before this holder let it go. A Lease found holding the
+// holder id of this Release's own hand-off (its answer lost) is no
+// takeover: the waiter gets the lock. It runs on its own context
 // bounded by Options.ReleaseTimeout, so a cancelled ctx still releases (ctx
 // contributes only its values); if the time runs out while a renewal is in
 // flight, Release abandons it, touches nothing, and the Lease expires after
@@ -546,8 +548,10 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 	if handoff {
 		w, yield = l.nextForHandoff(lk)
 	}
+	var pending handoffWrite // the hand-off that may have landed unseen
 	if w != nil {
-		err := l.handoff(rctx, lk, cur, w)
+		var err error
+		pending, err = l.handoff(rctx, lk, cur, w)
 		if err == nil {
 			return nil
 		}
@@ -560,10 +564,15 @@ func (lk *Lock) release(ctx context.Context, cause error, handoff bool) error {
 		// The hand-off was refused, or its outcome stayed unknown (the
 		// Get that should tell failed too): fall back to a conditional
 		// Delete. If the hand-off did land after all, the Delete fails on
-		// the resourceVersion and the Lease expires after one duration.
+		// the resourceVersion and its read-back finds the hand-off's
+		// holder id: the hand-off stands, and the waiter gets the lock.
 		lk.logger.V(1).Info("hand-off failed, deleting", "error", err.Error())
 	}
-	deleted, err := l.deleteOwned(rctx, lk, cur)
+	deleted, landed, err := l.deleteOwned(rctx, lk, cur, pending.holder)
+	if landed != nil {
+		l.grantHandoff(rctx, lk.slot, w, pending.holder, landed, pending.first)
+		return nil
+	}
 	if errors.Is(err, ErrLost) {
 		lk.lostAtRelease(err)
 	}
@@ -600,6 +609,14 @@ func (lk *Lock) lostAtRelease(err error) {
 // only after the first met our own unseen renewal.
 const maxHandoffWrites = 2
 
+// handoffWrite is the hand-off Release sent: the holder id it writes for
+// the waiter, and when its first Update was sent (the safe time to count a
+// landed hand-off from).
+type handoffWrite struct {
+	holder string
+	first  time.Time
+}
+
 // handoff gives the Lease to waiter w with one Update: a new holder id, a
 // new acquireTime and leaseTransitions+1, so the token (the returned
 // resourceVersion) increases like on any other acquisition. On Conflict,
@@ -607,17 +624,18 @@ const maxHandoffWrites = 2
 // that landed unseen is retried over once; the hand-off itself having
 // landed is a success. It returns an error matching ErrLost when another
 // holder took the Lease or it is gone, and another error when the outcome
-// is unknown.
-func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Lease, w *waiter) error {
+// is unknown; then the hand-off may still have landed, and what it sent
+// lets the caller recognise it.
+func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Lease, w *waiter) (handoffWrite, error) {
 	s := lk.slot
-	holder := l.newHolder()
+	hw := handoffWrite{holder: l.newHolder()}
+	holder := hw.holder
 	base := cur
-	var firstSent time.Time
 	var err error
 	for try := 0; try < maxHandoffWrites; try++ {
 		sent := l.clock.Now()
 		if try == 0 {
-			firstSent = sent
+			hw.first = sent
 		}
 		next := base.DeepCopy()
 		l.stamp(next, s.key, holder, sent, transitions(base)+1)
@@ -626,37 +644,37 @@ func (l *Locker) handoff(ctx context.Context, lk *Lock, cur *coordinationv1.Leas
 		switch {
 		case err == nil:
 			l.grantHandoff(ctx, s, w, holder, updated, sent)
-			return nil
+			return hw, nil
 		case apierrors.IsNotFound(err):
-			return &lostError{reason: lossDeleted, detail: "lease deleted"}
+			return hw, &lostError{reason: lossDeleted, detail: "lease deleted"}
 		case !apierrors.IsConflict(err):
 			l.metrics.apiErrors.WithLabelValues("update").Inc()
 			if !ambiguous(err) {
-				return err
+				return hw, err
 			}
 		}
 		got, gerr := l.leases.Get(ctx, lk.name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(gerr):
-			return &lostError{reason: lossDeleted, detail: "lease deleted"}
+			return hw, &lostError{reason: lossDeleted, detail: "lease deleted"}
 		case gerr != nil:
 			l.metrics.apiErrors.WithLabelValues("get").Inc()
-			return fmt.Errorf("%w (then: get lease: %v)", err, gerr)
+			return hw, fmt.Errorf("%w (then: get lease: %v)", err, gerr)
 		case got.UID != cur.UID:
-			return &lostError{reason: lossDeleted, detail: "lease deleted and recreated"}
+			return hw, &lostError{reason: lossDeleted, detail: "lease deleted and recreated"}
 		case holderOf(got) == holder:
 			// One of our hand-off Updates landed; its response was lost.
 			// The earliest send time is the safe one to count from.
-			l.grantHandoff(ctx, s, w, holder, got, firstSent)
-			return nil
+			l.grantHandoff(ctx, s, w, holder, got, hw.first)
+			return hw, nil
 		case holderOf(got) != lk.holder:
-			return &lostError{reason: lossTakenOver, detail: fmt.Sprintf("lease now held by %q", holderOf(got))}
+			return hw, &lostError{reason: lossTakenOver, detail: fmt.Sprintf("lease now held by %q", holderOf(got))}
 		}
 		// Still ours: a renewal of ours landed without us seeing it (or
 		// the failed hand-off did not land). Retry over what is stored.
 		base = got
 	}
-	return err
+	return hw, err
 }
 
 // grantHandoff makes the Lease just handed off a Lock of waiter w.
@@ -687,29 +705,52 @@ func (l *Locker) grantHandoff(ctx context.Context, s *slot, w *waiter, holder st
 // deleteOwned deletes the Lease only if it is still exactly the one we
 // wrote last (UID and resourceVersion preconditions). It returns the
 // resourceVersion of the Lease it deleted.
-func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.Lease) (string, error) {
+//
+// handedTo is the holder id of a hand-off whose outcome is unknown, or
+// empty. If the Delete meets that hand-off (Conflict, and the Lease names
+// that holder), it deletes nothing and returns the Lease as landed: the
+// hand-off stands, nobody else wrote the Lease, and the caller grants it.
+//
+// Only a Lease found deleted, or held by a holder id that is not ours,
+// makes the error match ErrLost; a Conflict whose read-back fails leaves
+// the outcome unknown, and the error says so without ErrLost.
+func (l *Locker) deleteOwned(ctx context.Context, lk *Lock, cur *coordinationv1.Lease, handedTo string) (deleted string, landed *coordinationv1.Lease, err error) {
 	uid, rv := cur.UID, cur.ResourceVersion
 	for try := 0; ; try++ {
-		err := l.leases.Delete(ctx, lk.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		err = l.leases.Delete(ctx, lk.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
 		switch {
 		case err == nil:
 			l.metrics.releases.WithLabelValues("deleted").Inc()
-			return rv, nil
+			return rv, nil, nil
 		case apierrors.IsNotFound(err):
 			l.metrics.releases.WithLabelValues("lost").Inc()
-			return "", fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease already deleted"})
+			return "", nil, fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease already deleted"})
 		case !apierrors.IsConflict(err):
 			l.metrics.apiErrors.WithLabelValues("delete").Inc()
 			l.metrics.releases.WithLabelValues("error").Inc()
-			return "", fmt.Errorf("release %s: delete lease %s: %w", lk.key, lk.name, err)
+			return "", nil, fmt.Errorf("release %s: delete lease %s: %w", lk.key, lk.name, err)
 		}
-		// Conflict: taken over, unless a renewal of ours landed unseen.
+		// Conflict: taken over, unless a write of ours landed unseen: a
+		// renewal (delete what it wrote), or the hand-off.
 		got, gerr := l.leases.Get(ctx, lk.name, metav1.GetOptions{})
-		if try == 0 && gerr == nil && got.UID == uid && holderOf(got) == lk.holder {
+		switch {
+		case apierrors.IsNotFound(gerr):
+			l.metrics.releases.WithLabelValues("lost").Inc()
+			return "", nil, fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease deleted"})
+		case gerr != nil:
+			l.metrics.apiErrors.WithLabelValues("get").Inc()
+			l.metrics.releases.WithLabelValues("error").Inc()
+			return "", nil, fmt.Errorf("release %s: delete lease %s: %w (then: get lease: %v)", lk.key, lk.name, err, gerr)
+		case got.UID != uid:
+			l.metrics.releases.WithLabelValues("lost").Inc()
+			return "", nil, fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossDeleted, detail: "lease deleted and recreated"})
+		case handedTo != "" && holderOf(got) == handedTo:
+			return "", got, nil
+		case try == 0 && holderOf(got) == lk.holder:
 			rv = got.ResourceVersion
 			continue
 		}
 		l.metrics.releases.WithLabelValues("lost").Inc()
-		return "", fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossTakenOver, detail: "lease changed by another holder"})
+		return "", nil, fmt.Errorf("release %s: %w", lk.key, &lostError{reason: lossTakenOver, detail: "lease changed by another holder"})
 	}
 }

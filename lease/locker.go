@@ -167,6 +167,11 @@ func (l *Locker) acquire(ctx context.Context, key string, wait bool) (*Lock, err
 			// late), or a loss was observed during the lock delay. It is
 			// not safely held; end it (touching nothing once the deadline
 			// has passed) and pass the key on.
+			if errors.Is(lerr, ErrReleased) {
+				// Nobody holds a lock not yet returned but the Locker:
+				// Close released it (a hand-off granted as Close began).
+				lerr = closedError{}
+			}
 			_ = lk.Release(ctx)
 			lk, err = nil, fmt.Errorf("acquire %s: lock ended before it was returned: %w", key, lerr)
 		}
@@ -379,7 +384,8 @@ func (l *Locker) done() {
 // Close stops the Locker: new acquisitions and queued waiters fail with
 // ErrClosed, acquisitions in progress are aborted, held locks are released
 // (their Context is cancelled with a cause matching ErrClosed and
-// ErrReleased, never ErrLost; no local hand-off), and Close waits for every
+// ErrReleased, or ErrLost if the release finds the Lease taken over or
+// deleted, as Release does; no local hand-off), and Close waits for every
 // goroutine the Locker started and for Releases still in progress. It
 // returns the release errors other than ErrLost. Calling Close again waits
 // and returns nil.

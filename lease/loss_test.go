@@ -2,15 +2,19 @@ package lease
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
@@ -296,9 +300,101 @@ func TestRateLimiterDeadlineIsDeadlineExceeded(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the caller's context ended: the test proves nothing")
 	}
-	// Never sent, so not ambiguous: no read-back either.
+	// The refused Create may have been a retry of one that was sent, so
+	// the Locker reads the Lease back; the limiter refuses that Get too.
 	if n := requests.Load(); n != 1 {
 		t.Fatalf("%d requests reached the server, want 1", n)
 	}
 	srv.CloseClientConnections()
+}
+
+// refuseSecondWait is a client-side rate limiter that lets the first
+// request through and refuses the second the way golang.org/x/time/rate
+// does when the turn would come after the context's deadline.
+type refuseSecondWait struct{ n atomic.Int32 }
+
+func (r *refuseSecondWait) TryAccept() bool { return true }
+func (r *refuseSecondWait) Stop()           {}
+func (r *refuseSecondWait) QPS() float32    { return 1 }
+func (r *refuseSecondWait) Accept()         {}
+func (r *refuseSecondWait) Wait(context.Context) error {
+	if r.n.Add(1) == 2 {
+		return errors.New("rate: Wait(n=1) would exceed context deadline")
+	}
+	return nil
+}
+
+// client-go retries a write answered with a 5xx and Retry-After, and asks
+// the rate limiter again first. A Create that the server applied but
+// answered with a 504, and whose retry the limiter refuses, was sent: the
+// Locker must treat it as ambiguous and delete what it wrote, or the key
+// stays locked by a holder nobody renews. The error still matches
+// context.DeadlineExceeded.
+func TestThrottledRetryOfAnAppliedCreateIsCleanedUp(t *testing.T) {
+	var mu sync.Mutex
+	var stored []byte
+	var verbs []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		verbs = append(verbs, r.Method)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Method {
+		case http.MethodPost:
+			if stored != nil {
+				w.WriteHeader(http.StatusConflict)
+				_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"AlreadyExists","code":409}`)
+				return
+			}
+			body, _ := io.ReadAll(r.Body)
+			var l coordinationv1.Lease
+			_ = json.Unmarshal(body, &l)
+			l.APIVersion, l.Kind = "coordination.k8s.io/v1", "Lease"
+			l.UID, l.ResourceVersion = "uid-1", "100"
+			stored, _ = json.Marshal(&l)
+			// Applied, but the server timed out answering.
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusGatewayTimeout)
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Timeout","code":504,"message":"the server was unable to return a response in the time allotted, but may still be processing the request","details":{"retryAfterSeconds":0}}`)
+		case http.MethodGet:
+			if stored == nil {
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
+				return
+			}
+			_, _ = w.Write(stored)
+		case http.MethodDelete:
+			stored = nil
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Success","code":200}`)
+		}
+	}))
+	defer srv.Close()
+	client, err := coordinationv1client.NewForConfig(&rest.Config{
+		Host:          srv.URL,
+		RateLimiter:   &refuseSecondWait{},
+		ContentConfig: rest.ContentConfig{ContentType: "application/json", AcceptContentTypes: "application/json"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(client, Options{Namespace: testNS, Identity: "pod-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = l.TryAcquire(context.Background(), "k")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "would exceed context deadline") {
+		t.Fatalf("TryAcquire = %v, want context.DeadlineExceeded with the limiter's message", err)
+	}
+	mu.Lock()
+	got, left := strings.Join(verbs, ","), stored != nil
+	mu.Unlock()
+	// The Create, then the read-back and the conditional Delete of what it
+	// wrote.
+	if want := "POST,GET,DELETE"; got != want {
+		t.Errorf("requests %s, want %s", got, want)
+	}
+	if left {
+		t.Fatal("the applied Create's Lease was left behind, held by a holder nobody renews")
+	}
 }

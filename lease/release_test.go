@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,6 +279,89 @@ func TestHandoffWithLostResponseLanded(t *testing.T) {
 	}
 	if e.calls("delete") != 0 {
 		t.Fatal("a hand-off that landed was followed by a Delete")
+	}
+}
+
+// A hand-off that landed, whose response was lost and whose read-back
+// failed, makes Release fall back to a Delete, which meets the hand-off
+// (Conflict) and reads back our own hand-off holder id. Nobody else ever
+// held the Lease: the hand-off stands, the waiter gets the lock with the
+// token of that write, and Release, Err and the cause of Context say
+// ErrReleased, never ErrLost.
+func TestHandoffLandedUnseenThenDeleteConflictIsAHandoff(t *testing.T) {
+	e, api, _, lk, next := handoffSetup(t)
+	before := e.stored("k")
+	api.loseNextUpdateAck()
+	var gets atomic.Int32
+	api.onBefore("get", func(context.Context) error {
+		if gets.Add(1) == 1 {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	e.cs.ClearActions()
+	if err := lk.Release(context.Background()); err != nil {
+		t.Fatalf("Release = %v, want nil: the Lease holds our own hand-off", err)
+	}
+	if err := lk.Err(); err != ErrReleased {
+		t.Fatalf("Err = %v, want ErrReleased", err)
+	}
+	if cause := context.Cause(lk.Context()); !errors.Is(cause, ErrReleased) || errors.Is(cause, ErrLost) {
+		t.Fatalf("cause = %v, want ErrReleased", cause)
+	}
+	// Granted by Release: the fake clock does not move, so a waiter left
+	// to acquire remotely would wait for the Lease to expire.
+	var w *Lock
+	select {
+	case w = <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not granted the hand-off")
+	}
+	defer w.Release(context.Background())
+	st := e.stored("k")
+	if *st.Spec.HolderIdentity != w.Holder() || w.Token().String() != st.ResourceVersion || st.UID != before.UID {
+		t.Fatalf("waiter holds %q/%v, stored %q/%s", w.Holder(), w.Token(), *st.Spec.HolderIdentity, st.ResourceVersion)
+	}
+	if mustCompare(t, w.Token(), lk.Token()) <= 0 {
+		t.Fatalf("token %v not after %v", w.Token(), lk.Token())
+	}
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// At the server: the hand-off Update, the Delete that met it and the
+	// Get that told (the first Get failed before reaching it).
+	if gets.Load() != 2 || e.calls("update") != 1 || e.calls("delete") != 1 || e.calls("get") != 1 || e.calls("create") != 0 {
+		t.Fatalf("%d Gets tried; at the server %d updates, %d deletes, %d gets, %d creates; want 2; 1, 1, 1, 0",
+			gets.Load(), e.calls("update"), e.calls("delete"), e.calls("get"), e.calls("create"))
+	}
+}
+
+// As above, but every read-back fails: Release cannot tell our hand-off
+// from a takeover. It reports an error that says so, not ErrLost, and Err
+// says ErrReleased. The waiter then acquires like a remote contender: it
+// takes over the hand-off's Lease, which nobody renews, once it expires
+// by observation.
+func TestHandoffAndDeleteWithUnknownOutcomeIsNotLost(t *testing.T) {
+	e, api, _, lk, next := handoffSetup(t)
+	api.loseNextUpdateAck()
+	api.onBefore("get", func(context.Context) error { return errors.New("connection refused") })
+	err := lk.Release(context.Background())
+	if err == nil || errors.Is(err, ErrLost) {
+		t.Fatalf("Release = %v, want an error that is not ErrLost", err)
+	}
+	if err := lk.Err(); err != ErrReleased {
+		t.Fatalf("Err = %v, want ErrReleased", err)
+	}
+	if cause := context.Cause(lk.Context()); errors.Is(cause, ErrLost) {
+		t.Fatalf("cause = %v, want ErrReleased", cause)
+	}
+	api.onBefore("get", nil)
+	eventually(t, "waiter watching", func() bool { return api.calls("watch") == 1 })
+	e.waitersAtLeast(1)
+	e.clk.Step(30 * time.Second)
+	w := <-next
+	if err := w.Release(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 

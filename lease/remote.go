@@ -337,14 +337,15 @@ func (l *Locker) cleanupAmbiguous(ctx context.Context, name, holder string, caus
 
 // ambiguous reports whether a failed write may nevertheless have been
 // applied by the server.
+//
+// A refusal by client-go's rate limiter (throttledError) counts as
+// ambiguous: it may have refused the retry of a write that was sent and
+// applied, and the error does not say which. Treating it as sent costs one
+// Get; treating it as unsent could leave a Lease nobody renews.
 func ambiguous(err error) bool {
-	var throttled *throttledError
-	if errors.As(err, &throttled) {
-		return false // refused by the client's rate limiter: never sent
-	}
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
-		return true // transport error or context deadline: the request may have been sent
+		return true // transport error, context deadline or rate limiter: the request may have been sent
 	}
 	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) ||
 		apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
