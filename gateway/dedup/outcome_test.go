@@ -396,6 +396,61 @@ func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
 	}
 }
 
+// A read back whose reads fail at once while the API server is down, and
+// then hang once it accepts connections again, still answers by
+// MaxOutcomeWait after the write: the budget cuts the read in flight,
+// which its own deadline (readTimeout, longer than what is left of the
+// budget) would end too late.
+func TestReadBackCutsTheReadInFlightAtTheBudget(t *testing.T) {
+	e := newEnv(t, Options{})
+	if _, err := e.record(t, incident("A")); err != nil {
+		t.Fatal(err)
+	}
+	const hangFrom = MaxOutcomeWait - 2*time.Second // less than readTimeout before the end
+	var (
+		mu      sync.Mutex
+		sent    time.Time
+		failing atomic.Bool
+		hung    atomic.Int32
+	)
+	e.afterUpdate = func(_ client.Client, err error) error {
+		mu.Lock()
+		sent = e.clock.Now()
+		mu.Unlock()
+		failing.Store(true)
+		return resetErr("Put")
+	}
+	getRefused := &url.Error{Op: "Get", URL: "https://apiserver/x", Err: refusedErr.Err}
+	e.onGetCtx = func(ctx context.Context) error {
+		if !failing.Load() {
+			return nil
+		}
+		mu.Lock()
+		late := e.clock.Now().Sub(sent) >= hangFrom
+		mu.Unlock()
+		if !late {
+			return getRefused
+		}
+		hung.Add(1)
+		<-ctx.Done()
+		return &url.Error{Op: "Get", URL: "https://apiserver/x", Err: ctx.Err()}
+	}
+	_, err, at := e.recordStepping(t, context.Background(), incident("A"))
+	if !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("err = %v, want ErrUnknownOutcome", err)
+	}
+	mu.Lock()
+	elapsed := at.Sub(sent)
+	mu.Unlock()
+	if hung.Load() != 1 {
+		t.Fatalf("%d reads hung, want 1: the test did not reach the case it is about", hung.Load())
+	}
+	if elapsed > MaxOutcomeWait {
+		t.Errorf("answered %v after the write, past MaxOutcomeWait (%v)", elapsed, MaxOutcomeWait)
+	}
+	e.onGetCtx = nil // the worker is done with it
+}
+
 // An API server restart, as seen from a write in flight when the server
 // was killed: the write's connection is reset, the server refuses
 // connections for 5.5s, then answers 503 with Retry-After: 5 until its
