@@ -96,9 +96,13 @@
 // not a proxy's), a failure to connect, or an error the client raised
 // before sending. Every other error, recognised or not, leaves the outcome
 // open and is resolved by reading the request back. The read back is
-// bounded by time, not by a number of reads: it reads, 100ms doubling to
-// 1s apart, each read with its own deadline, until a read settles what is
-// there or MaxOutcomeWait has passed since the write was sent. A read
+// bounded by time, not by a number of reads: it reads 100ms to 1s apart,
+// each read with its own deadline, until a read settles what is there or
+// MaxOutcomeWait has passed since the write was sent. The waits between
+// reads are drawn with decorrelated jitter from Options.Rand: a failure
+// that resets many writes at once (an API server killed) would otherwise
+// have every one of them, on every replica, read back at the same
+// instants, a burst each time into a server that is coming back. A read
 // fails without settling anything on any error but the API server's own
 // NotFound for the object: a refused or reset connection, a deadline, 429
 // and 5xx, 401 and 403, and a 404 without an API Status (what a restarted
