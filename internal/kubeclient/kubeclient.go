@@ -30,7 +30,10 @@
 //     see a bare deadline instead of the 429, and a deadline leaves a
 //     write's outcome open. Without the header the 429 reaches the caller
 //     at once, as the proof that nothing was written, and the caller
-//     chooses when to try again.
+//     chooses when to try again. The cost: the error no longer carries the
+//     server's Retry-After (client-go fills RetryAfterSeconds from the
+//     header when the body is not a Status, as flow control's is not), so
+//     a caller that retries the write paces itself with its own backoff.
 //   - A read answered 429 or 5xx (a watch included) waits at most one
 //     second before client-go sends it again. A restarting API server
 //     answers 503 with Retry-After: 5 until its handlers are installed, and
