@@ -103,9 +103,13 @@
 // not a proxy's), a failure to connect, or an error the client raised
 // before sending. Every other error, recognised or not, leaves the outcome
 // open and is resolved by reading the request back. The read back is
-// bounded by time, not by a number of reads: it reads, 100ms doubling to
-// 1s apart, each read with its own deadline, until a read settles what is
-// there or MaxOutcomeWait has passed since the write was sent. A read
+// bounded by time, not by a number of reads: it reads 100ms to 1s apart,
+// each read with its own deadline, until a read settles what is there or
+// MaxOutcomeWait has passed since the write was sent. The waits between
+// reads are drawn with decorrelated jitter from Options.Rand: a failure
+// that resets many writes at once (an API server killed) would otherwise
+// have every one of them, on every replica, read back at the same
+// instants, a burst each time into a server that is coming back. A read
 // fails without settling anything on any error but the API server's own
 // NotFound for the object: a refused or reset connection, a deadline, 429
 // and 5xx, 401 and 403, and a 404 without an API Status (what a restarted
@@ -122,6 +126,17 @@
 //     absence: the batch is answered ErrUnknownOutcome, the only error
 //     after which an incident may have been counted.
 //
+// A 429 proves that a write was not applied only if it reaches the
+// Recorder. The API server's flow control refuses a write it does not
+// admit with 429 and a Retry-After of 1 to 32 seconds; client-go would
+// sleep that out inside the call and send the write again until the
+// write's deadline ended the call with a bare deadline, which is
+// ambiguous: read back for the whole budget and answered ErrUnknownOutcome
+// (504) for a write that was never applied. A client built with
+// internal/kubeclient drops Retry-After from 429 answers to writes, so
+// client-go returns the 429 at once, and the batch fails with
+// ErrUnavailable (503 with Retry-After: not counted) without a read back.
+//
 // An update's id leaves the ring once 16 later updates landed. Each of them
 // adds at least one to the count, so an absent id with a count below ours
 // + 16 means not applied; at or above that the outcome is unknown. An
@@ -130,8 +145,9 @@
 // gateway was upgraded before the CRD), and so would an older writer.
 //
 // Every read and write has a deadline of its own on Options.Clock (5s per
-// read, 10s per write), since client-go may retry one call internally on a
-// 429, or a 5xx with Retry-After to a read. A client built with
+// read, 10s per write), since client-go may retry one call internally
+// after a 429 or 5xx with Retry-After (only a read, through
+// internal/kubeclient). A client built with
 // internal/kubeclient waits out at most 1s of a Retry-After to a read, so
 // a restarting server's Retry-After: 5 does not spend a read's deadline.
 // A caller whose context ends before its incident was taken into a write
@@ -163,8 +179,9 @@
 // try was applied, the retry would fail with Conflict (an update) or
 // AlreadyExists (a create), read as "not applied", and the batch would be
 // counted again. A client built with internal/kubeclient never does that:
-// its transport drops Retry-After from 5xx answers to writes. A client
-// built otherwise reopens the window.
+// its transport drops Retry-After from 5xx and 429 answers to writes. A
+// client built otherwise reopens the window, and turns writes refused with
+// 429 under overload into ErrUnknownOutcome answers (see above).
 //
 // The name fence assumes that the highest generation of a fingerprint is
 // never deleted, so that "max + 1" cannot go backwards; the orchestrator's

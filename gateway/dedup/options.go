@@ -3,6 +3,7 @@ package dedup
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -61,6 +62,12 @@ type Options struct {
 	MaxAttempts int
 	// Clock measures waits. Default clock.RealClock{}.
 	Clock clock.Clock
+	// Rand draws the jitter between the reads back of a write whose
+	// outcome is unknown: uniform values in [0, 1), safe for concurrent
+	// use. Replicas need sources that differ, or their reads back, after
+	// one failure resets all their writes at once, stay in step. Default
+	// math/rand/v2.Float64, which every process seeds at random.
+	Rand func() float64
 	// Registerer receives the gateway_dedup_* and gateway_retry_* metrics.
 	// Nil keeps them unregistered.
 	Registerer prometheus.Registerer
@@ -99,6 +106,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()

@@ -24,8 +24,9 @@ import (
 // Deadlines of the Recorder's own API calls, measured on Options.Clock.
 // The client's per-request deadline (kubeclient's 5s) bounds one round
 // trip only: client-go retries a request inside one call after a 429 or
-// 5xx that carries Retry-After, up to 10 times, so a call without a
-// deadline of its own can last minutes.
+// 5xx that carries Retry-After, up to 10 times (through internal/kubeclient
+// only a read, waiting at most 1s each time), so a call without a deadline
+// of its own can last minutes.
 //
 // A write is given writeTimeout; when it passes, the write's outcome is
 // unknown and it is read back. Every read, a read back included, is
@@ -43,9 +44,9 @@ const (
 	readBackBudget = 32500 * time.Millisecond
 
 	// maxReadsBack bounds the reads of one read back as a backstop: the
-	// budget ends the loop first, since reads are resolvePolicy's 100ms
-	// or more apart.
-	maxReadsBack = int(MaxOutcomeWait / (100 * time.Millisecond))
+	// budget ends the loop first, since reads are readBackMinWait or more
+	// apart.
+	maxReadsBack = int(MaxOutcomeWait / readBackMinWait)
 )
 
 // MaxOutcomeWait bounds how long Record keeps a caller waiting after the
@@ -59,20 +60,27 @@ const (
 // waiting.
 const MaxOutcomeWait = writeTimeout + readBackBudget
 
-// resolvePolicy spaces the reads back: 100ms doubling to 1s. No jitter:
-// one replica's reads of one request do not collide with anyone. The cap
-// is also the longest a server's Retry-After delays a read made through
+// newReadBackPolicy returns the policy that spaces the reads back of one
+// write, drawing its jitter from rnd: decorrelated jitter between 100ms and
+// 1s. The writes in flight when an API server dies are all reset at once,
+// by every replica, and without jitter they would all read back at the
+// same instants, a burst each time, into a server that is coming back.
+// Decorrelated jitter never waits less than 100ms, which keeps
+// maxReadsBack a backstop that the budget reaches first. The cap is also
+// the longest a server's Retry-After delays a read made through
 // internal/kubeclient, so a server that asks for more does not stall the
 // read back either.
-var resolvePolicy = func() backoff.Policy {
-	p, err := backoff.NewExponential(backoff.Config{
-		BasePeriod: 100 * time.Millisecond, MaxPeriod: time.Second, Multiplier: 2, NoJitter: true,
+func newReadBackPolicy(rnd func() float64) (backoff.Policy, error) {
+	return backoff.NewDecorrelated(backoff.Config{
+		BasePeriod: readBackMinWait, MaxPeriod: readBackMaxWait, Rand: rnd,
 	})
-	if err != nil {
-		panic(err) // a constant configuration
-	}
-	return p
-}()
+}
+
+// The bounds of the wait between two reads back.
+const (
+	readBackMinWait = 100 * time.Millisecond
+	readBackMaxWait = time.Second
+)
 
 // errNotApplied: an ambiguous write was read back and had not been
 // applied; the batch is retried like after a conflict.
@@ -304,7 +312,7 @@ func classifyRead(err error) readAnswer {
 // settles what is there (see classifyRead) or deadline passes on the
 // Recorder's clock, and returns the request (nil if it does not exist) or,
 // if no read settled it, an error that wraps the last read's. Reads are
-// spaced by resolvePolicy and each has readTimeout; the deadline also
+// spaced by the Recorder's read-back policy and each has readTimeout; the deadline also
 // cuts the read in flight when it passes.
 //
 // The answer is final for writes the API server has finished with when the
@@ -330,7 +338,7 @@ func (r *Recorder) readBack(ctx context.Context, name string, deadline time.Time
 				return nil, nil
 			}
 			return nil, err
-		}, backoff.WithPolicy(resolvePolicy), backoff.WithMaxAttempts(maxReadsBack),
+		}, backoff.WithPolicy(r.readBackPolicy), backoff.WithMaxAttempts(maxReadsBack),
 			backoff.WithMaxElapsedTime(budget), backoff.WithClock(r.opts.Clock))
 		return err
 	})

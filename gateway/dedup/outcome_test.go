@@ -341,7 +341,7 @@ func (e *env) recordStepping(t *testing.T, ctx context.Context, in Incident) (Re
 // outcome is unknown. Each read fails at once, as against an API server
 // that is down and refuses connections.
 func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Rand: seededRand(1)})
 	first, err := e.record(t, incident("A"))
 	if err != nil {
 		t.Fatal(err)
@@ -367,6 +367,10 @@ func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
 		}
 		return nil
 	}
+	// The clock is stepped while Record runs, so the hook above sees the
+	// write a step or more after the Recorder took its time: the write was
+	// sent between before and sent.
+	before := e.clock.Now()
 	_, err, at := e.recordStepping(t, context.Background(), incident("A"))
 	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotRecorded) {
 		t.Fatalf("err = %v, want ErrUnknownOutcome only", err)
@@ -374,17 +378,17 @@ func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("err = %v does not wrap the write's error and the last read's", err)
 	}
-	// 100ms doubling to 1s: 6 reads take 2.5s, and the budget holds 40
-	// more one second apart. The wait that would end past the budget is
-	// not taken, so the answer comes in the budget's last second.
+	// Waits are at most 1s, so the budget holds over 40 reads. The wait
+	// that would end past the budget is not taken, so the answer comes in
+	// the budget's last second.
 	sentMu.Lock()
-	elapsed := at.Sub(sent)
+	most, least := at.Sub(before), at.Sub(sent)
 	sentMu.Unlock()
 	if n := readsBack.Load(); n < 40 {
 		t.Errorf("reads back = %d, want the budget's worth (over 40)", n)
 	}
-	if elapsed > MaxOutcomeWait || elapsed < MaxOutcomeWait-time.Second {
-		t.Errorf("answered %v after the write, want within the last second of MaxOutcomeWait (%v)", elapsed, MaxOutcomeWait)
+	if least > MaxOutcomeWait || most < MaxOutcomeWait-time.Second {
+		t.Errorf("answered %v to %v after the write, want within the last second of MaxOutcomeWait (%v)", least, most, MaxOutcomeWait)
 	}
 	if e.attempts(resultUnknown) != 1 || e.updates.Load() != 1 {
 		t.Errorf("unknown attempts %d, updates %d; want 1 and 1", e.attempts(resultUnknown), e.updates.Load())
@@ -394,6 +398,61 @@ func TestUnreadableOutcomeIsUnknownAtTheBudget(t *testing.T) {
 	if got := e.get(t, first.Name).EffectiveDeduplication().OccurrenceCount; got != 2 {
 		t.Errorf("occurrenceCount = %d, want 2", got)
 	}
+}
+
+// A read back whose reads fail at once while the API server is down, and
+// then hang once it accepts connections again, still answers by
+// MaxOutcomeWait after the write: the budget cuts the read in flight,
+// which its own deadline (readTimeout, longer than what is left of the
+// budget) would end too late.
+func TestReadBackCutsTheReadInFlightAtTheBudget(t *testing.T) {
+	e := newEnv(t, Options{})
+	if _, err := e.record(t, incident("A")); err != nil {
+		t.Fatal(err)
+	}
+	const hangFrom = MaxOutcomeWait - 2*time.Second // less than readTimeout before the end
+	var (
+		mu      sync.Mutex
+		sent    time.Time
+		failing atomic.Bool
+		hung    atomic.Int32
+	)
+	e.afterUpdate = func(_ client.Client, err error) error {
+		mu.Lock()
+		sent = e.clock.Now()
+		mu.Unlock()
+		failing.Store(true)
+		return resetErr("Put")
+	}
+	getRefused := &url.Error{Op: "Get", URL: "https://apiserver/x", Err: refusedErr.Err}
+	e.onGetCtx = func(ctx context.Context) error {
+		if !failing.Load() {
+			return nil
+		}
+		mu.Lock()
+		late := e.clock.Now().Sub(sent) >= hangFrom
+		mu.Unlock()
+		if !late {
+			return getRefused
+		}
+		hung.Add(1)
+		<-ctx.Done()
+		return &url.Error{Op: "Get", URL: "https://apiserver/x", Err: ctx.Err()}
+	}
+	_, err, at := e.recordStepping(t, context.Background(), incident("A"))
+	if !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("err = %v, want ErrUnknownOutcome", err)
+	}
+	mu.Lock()
+	elapsed := at.Sub(sent)
+	mu.Unlock()
+	if hung.Load() != 1 {
+		t.Fatalf("%d reads hung, want 1: the test did not reach the case it is about", hung.Load())
+	}
+	if elapsed > MaxOutcomeWait {
+		t.Errorf("answered %v after the write, past MaxOutcomeWait (%v)", elapsed, MaxOutcomeWait)
+	}
+	e.onGetCtx = nil // the worker is done with it
 }
 
 // An API server restart, as seen from a write in flight when the server
@@ -811,7 +870,7 @@ func TestMaxOutcomeWait(t *testing.T) {
 	if MaxOutcomeWait != 42500*time.Millisecond {
 		t.Fatalf("MaxOutcomeWait = %v", MaxOutcomeWait)
 	}
-	if time.Duration(maxReadsBack)*100*time.Millisecond < MaxOutcomeWait {
+	if time.Duration(maxReadsBack)*readBackMinWait < MaxOutcomeWait {
 		t.Fatalf("maxReadsBack %d would end a read back before its budget", maxReadsBack)
 	}
 }
@@ -828,9 +887,10 @@ func TestOutcomeWaitIsBounded(t *testing.T) {
 		minElapsed time.Duration
 	}{
 		// The write and every read hang: the whole budget is spent, and
-		// the outcome is unknown.
-		// Reads at 10s, 15.1s, 20.3s, 25.7s, 31.5s and 37.5s after the
-		// write, the last one cut at the budget's end.
+		// the outcome is unknown. With the longest waits the jitter
+		// allows (100ms, 300ms, 900ms, then 1s), reads at 10s, 15.1s,
+		// 20.4s, 26.3s, 32.3s and 38.3s after the write, the last one cut
+		// at the budget's end.
 		{name: "nothing answers", readsHang: true, wantErr: ErrUnknownOutcome, wantReads: 6,
 			minElapsed: MaxOutcomeWait},
 		// The write hangs, the first read back shows it was not applied:
@@ -839,7 +899,7 @@ func TestOutcomeWaitIsBounded(t *testing.T) {
 		{name: "write hangs", wantErr: ErrNotRecorded, wantReads: 2, minElapsed: writeTimeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{})
+			e := newEnv(t, Options{Rand: constantRand(1)})
 			first, err := e.record(t, incident("A"))
 			if err != nil {
 				t.Fatal(err)

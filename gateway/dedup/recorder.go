@@ -33,6 +33,9 @@ type Recorder struct {
 	m      *metrics
 	nonce  string        // random part of this Recorder's write ids
 	seq    atomic.Uint64 // sequence part of its write ids
+	// readBackPolicy spaces the reads back of a write whose outcome is
+	// unknown, with jitter from Options.Rand.
+	readBackPolicy backoff.Policy
 
 	mu      sync.Mutex
 	groups  map[string]*group // fingerprint -> incidents waiting to be counted
@@ -86,18 +89,23 @@ func New(c client.Client, locker lease.Interface, opts Options) (*Recorder, erro
 	if err != nil {
 		return nil, err
 	}
+	readBack, err := newReadBackPolicy(opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("dedup: read-back policy: %w", err)
+	}
 	var nonce [4]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("dedup: draw write id: %w", err)
 	}
 	return &Recorder{
-		c:      c,
-		locker: locker,
-		opts:   opts,
-		m:      m,
-		nonce:  hex.EncodeToString(nonce[:]),
-		groups: make(map[string]*group),
-		names:  make(map[string]string),
+		c:              c,
+		locker:         locker,
+		opts:           opts,
+		m:              m,
+		nonce:          hex.EncodeToString(nonce[:]),
+		readBackPolicy: readBack,
+		groups:         make(map[string]*group),
+		names:          make(map[string]string),
 	}, nil
 }
 

@@ -22,6 +22,18 @@
 //     twice (a create retried after it landed fails with AlreadyExists, an
 //     update with Conflict, and both read as "not applied"). Only the caller
 //     can find out, by reading.
+//   - A write answered 429 loses it too. The write was not applied (flow
+//     control and the max-in-flight filter refuse it before it reaches
+//     storage), but the API server's flow control asks for 1 to 32 seconds
+//     under sustained overload, and client-go would sleep that out inside
+//     the call until the caller's deadline ended it. The caller would then
+//     see a bare deadline instead of the 429, and a deadline leaves a
+//     write's outcome open. Without the header the 429 reaches the caller
+//     at once, as the proof that nothing was written, and the caller
+//     chooses when to try again. The cost: the error no longer carries the
+//     server's Retry-After (client-go fills RetryAfterSeconds from the
+//     header when the body is not a Status, as flow control's is not), so
+//     a caller that retries the write paces itself with its own backoff.
 //   - A read answered 429 or 5xx (a watch included) waits at most one
 //     second before client-go sends it again. A restarting API server
 //     answers 503 with Retry-After: 5 until its handlers are installed, and
@@ -143,7 +155,7 @@ func limitRetryAfter(req *http.Request, resp *http.Response) {
 // so any other value is left as it is. See the package documentation.
 func retryAfter(write bool, code int, h string) string {
 	if write {
-		if code >= 500 {
+		if code == http.StatusTooManyRequests || code >= 500 {
 			return ""
 		}
 		return h

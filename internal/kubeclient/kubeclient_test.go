@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +217,71 @@ func TestReadRetryAfterIsCapped(t *testing.T) {
 	}
 	if n := gets.Load(); n != 2 {
 		t.Fatalf("the read was sent %d times, want 2 (one retry)", n)
+	}
+}
+
+// A write refused with 429 reaches the caller after one try, as the 429,
+// however long a Retry-After the server's flow control asked for. It was
+// not applied; had client-go slept the header out, the caller's deadline
+// would have ended the call and the caller would see a bare deadline,
+// which cannot tell an applied write from a refused one.
+func TestWriteRefusedWithTooManyRequestsIsNotRetried(t *testing.T) {
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Retry-After", "32")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte("Too many requests, please try again later.\n"))
+	}))
+	defer srv.Close()
+	cfg, err := kubeclient.Configure(&rest.Config{Host: srv.URL}, kubeclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = cs.CoreV1().ConfigMaps("ns").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{})
+	if !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("create: err = %v, want the 429", err)
+	}
+	if n := posts.Load(); n != 1 {
+		t.Fatalf("the write was sent %d times, want 1", n)
+	}
+}
+
+// A watch answered 503 or 429 with a long Retry-After is capped like any
+// other read: client-go sees at most one second, so a watch to a
+// restarting API server is re-established soon after the server is ready.
+func TestWatchRetryAfterIsCapped(t *testing.T) {
+	for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","code":` + strconv.Itoa(code) + `}`))
+		}))
+		cfg, err := kubeclient.Configure(&rest.Config{Host: srv.URL}, kubeclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/api/v1/namespaces/ns/configmaps?watch=true", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if got := resp.Header.Get("Retry-After"); resp.StatusCode != code || got != "1" {
+			t.Errorf("watch answered %d with Retry-After %q, want %d with 1", resp.StatusCode, got, code)
+		}
 	}
 }

@@ -15,7 +15,8 @@ func TestRetryAfter(t *testing.T) {
 	}{
 		{"write 500", true, http.StatusInternalServerError, "1", ""},
 		{"write 503", true, http.StatusServiceUnavailable, "5", ""},
-		{"write 429 is not applied: left alone", true, http.StatusTooManyRequests, "5", "5"},
+		{"write 429 dropped: the caller must see it, not a deadline", true, http.StatusTooManyRequests, "32", ""},
+		{"write 409: client-go does not retry", true, http.StatusConflict, "5", "5"},
 		{"read 503 capped", false, http.StatusServiceUnavailable, "5", "1"},
 		{"read 429 capped", false, http.StatusTooManyRequests, "30", "1"},
 		{"read 500 capped", false, http.StatusInternalServerError, "2", "1"},
