@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -83,6 +85,16 @@ const (
 // pool of their own, so a flood of unknown tokens cannot lock out the
 // senders already known.
 //
+// A sender's token changes (projected tokens are rotated; a replica has
+// not seen the new one yet), so a known sender also has to be recognized
+// by a token this replica never saw. A JWT whose issuer and subject, read
+// without checking its signature, are those of a token accepted before is
+// reviewed from the known pool too. Its claims may be forged, so such
+// reviews are limited to one in flight per subject and to half the known
+// pool: forged tokens naming known subjects never take the slots of the
+// tokens accepted before, and delay a real rotation by at most one review
+// at a time. The TokenReview still decides; the claims only pick the pool.
+//
 // Accepted and rejected decisions live in two caches, so rejections can
 // never evict an accepted token. Keys are the SHA-256 of the token, so no
 // cache holds a token. An allowed decision is trusted for ttl, a rejection
@@ -102,15 +114,21 @@ type authenticator struct {
 	timeout time.Duration
 	metrics *metrics
 	// fresh bounds the reviews of tokens not accepted before; renewals
-	// those of tokens whose accepted entry expired.
-	fresh, renewals reviewPool
+	// those of tokens whose accepted entry expired, and of tokens of a
+	// subject accepted before, which also take a slot of rotations.
+	fresh, renewals, rotations reviewPool
 
 	mu sync.Mutex
 	// accepted keeps expired entries until they are pushed out: an expired
 	// entry still marks its token as known for the renewals pool.
 	accepted *tokenCache
 	rejected *tokenCache
+	// subjects holds the issuer and subject of the JWTs accepted, by
+	// subjectKey, newest acceptance last; decisions in it are unused.
+	subjects *tokenCache
 	calls    map[tokenKey]*reviewCall
+	// rotating holds the subjects with a review in flight from rotations.
+	rotating map[tokenKey]struct{}
 }
 
 // tokenKey is the SHA-256 of a token.
@@ -122,6 +140,11 @@ type reviewCall struct {
 	done chan struct{}
 	d    decision
 	err  error
+	// subject is the subjectKey of the token, if it is a JWT that has one.
+	subject    tokenKey
+	hasSubject bool
+	// rotation: the review holds the subject's slot of rotations.
+	rotation bool
 }
 
 func newAuthenticator(cfg Config, m *metrics) *authenticator {
@@ -136,9 +159,14 @@ func newAuthenticator(cfg Config, m *metrics) *authenticator {
 		metrics:   m,
 		fresh:     newReviewPool(cfg.MaxTokenReviews),
 		renewals:  newReviewPool(cfg.MaxTokenReviews),
+		// Half the known pool, rounded down: the rest stays for the tokens
+		// accepted before, whatever forged claims ask for.
+		rotations: newReviewPool(cfg.MaxTokenReviews / 2),
 		accepted:  newTokenCache(cfg.AuthCacheSize),
 		rejected:  newTokenCache(cfg.AuthCacheSize),
+		subjects:  newTokenCache(cfg.AuthCacheSize),
 		calls:     make(map[tokenKey]*reviewCall),
+		rotating:  make(map[tokenKey]struct{}),
 	}
 	if cfg.AccessReview {
 		a.access = cfg.AccessReviewer
@@ -177,22 +205,20 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (decisio
 	a.metrics.authCache.WithLabelValues("miss").Inc()
 	call, shared := a.calls[key]
 	if !shared {
-		pool := a.fresh
-		if known {
-			pool = a.renewals
-		}
-		if !pool.tryAcquire() {
+		call = &reviewCall{done: make(chan struct{})}
+		call.subject, call.hasSubject = tokenSubject(token)
+		release, ok := a.admit(call, known)
+		if !ok {
 			a.mu.Unlock()
 			a.metrics.authRefused.WithLabelValues(refusedCapacity).Inc()
 			return decision{}, errReviewsBusy
 		}
-		call = &reviewCall{done: make(chan struct{})}
 		a.calls[key] = call
 		// Detached from ctx: requests that join this call must not fail
 		// because the first one gave up.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 		go func() {
-			defer pool.release()
+			defer release()
 			defer cancel()
 			d, err := a.review(rctx, token)
 			a.finish(key, call, d, err)
@@ -207,12 +233,45 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (decisio
 	}
 }
 
+// admit takes the review slots for call, without waiting, and returns
+// what gives them back: one of renewals for a token accepted before; one
+// of renewals and the subject's one of rotations for a token whose subject
+// was accepted before, while they are free; else one of fresh. a.mu must
+// be held.
+func (a *authenticator) admit(call *reviewCall, known bool) (release func(), ok bool) {
+	if known {
+		return a.renewals.release, a.renewals.tryAcquire()
+	}
+	if call.hasSubject {
+		_, subjectKnown := a.subjects.get(call.subject)
+		_, busy := a.rotating[call.subject]
+		if subjectKnown && !busy && a.rotations.tryAcquire() {
+			if a.renewals.tryAcquire() {
+				call.rotation = true
+				a.rotating[call.subject] = struct{}{}
+				return func() {
+					a.renewals.release()
+					a.rotations.release()
+				}, true
+			}
+			a.rotations.release()
+		}
+	}
+	// An unknown token, or a known subject whose slots are taken: a
+	// forged token may hold them, so the real one still gets its chance
+	// with the rest.
+	return a.fresh.release, a.fresh.tryAcquire()
+}
+
 // finish publishes a review's result and caches it unless it is an error.
 func (a *authenticator) finish(key tokenKey, call *reviewCall, d decision, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	call.d, call.err = d, err
 	delete(a.calls, key)
+	if call.rotation {
+		delete(a.rotating, call.subject)
+	}
 	close(call.done)
 	if err != nil {
 		return
@@ -221,6 +280,11 @@ func (a *authenticator) finish(key tokenKey, call *reviewCall, d decision, err e
 	if d.verdict == allowed {
 		a.rejected.remove(key)
 		a.accepted.put(key, d, now.Add(a.ttl))
+		if call.hasSubject {
+			// Only the claims of a token the API server accepted: its
+			// signature was checked there.
+			a.subjects.put(call.subject, decision{}, now.Add(a.ttl))
+		}
 		return
 	}
 	a.accepted.remove(key)
@@ -248,6 +312,44 @@ func checkTokenShape(token string) error {
 		}
 	}
 	return nil
+}
+
+// tokenSubject returns the subjectKey of token if it is a JWT (three
+// dot-separated base64url parts) whose payload names an issuer and a
+// subject. The signature is not checked: the result only chooses the pool
+// the token's review is taken from. The cost is bounded by maxTokenLength,
+// which the caller has checked.
+func tokenSubject(token string) (tokenKey, bool) {
+	_, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return tokenKey{}, false
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sig, ".") {
+		return tokenKey{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return tokenKey{}, false
+	}
+	var claims struct {
+		Issuer  string `json:"iss"`
+		Subject string `json:"sub"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil || claims.Issuer == "" || claims.Subject == "" {
+		return tokenKey{}, false
+	}
+	return subjectKey(claims.Issuer, claims.Subject), true
+}
+
+// subjectKey is the SHA-256 of an issuer and a subject: distinct pairs
+// give distinct inputs, and the cache holds 32 bytes whatever their size.
+func subjectKey(issuer, subject string) tokenKey {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s%s", len(issuer), issuer, subject)
+	var k tokenKey
+	h.Sum(k[:0])
+	return k
 }
 
 func isTokenChar(c byte) bool {

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -439,6 +441,191 @@ func TestKnownTokenReviewedDuringFlood(t *testing.T) {
 
 	if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusAccepted {
 		t.Errorf("known token during the flood: status %d %s, want 202", r.Code, r.Body)
+	}
+}
+
+// testJWT is a JWT-shaped token with the given claims and no valid
+// signature: the gateway reads the claims only to choose a review pool.
+func testJWT(issuer, subject, id string) string {
+	enc := base64.RawURLEncoding
+	header := enc.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
+	payload := enc.EncodeToString(fmt.Appendf(nil, `{"iss":%q,"sub":%q,"jti":%q}`, issuer, subject, id))
+	return header + "." + payload + "." + enc.EncodeToString([]byte("signature-"+id))
+}
+
+const testIssuer = "https://kubernetes.default.svc"
+
+// A known sender whose token rotated sends a token this replica never saw:
+// the subject of its claims, accepted before, puts its review in the known
+// pool, so unknown tokens holding every other slot do not lock it out.
+func TestRotatedTokenOfKnownSubjectDuringFlood(t *testing.T) {
+	const bound = 2
+	const subject = "system:serviceaccount:monitoring:alertmanager"
+	first, rotated := testJWT(testIssuer, subject, "1"), testJWT(testIssuer, subject, "2")
+	rec := &reviewRecorder{hold: func(tok string) bool { return tok != first && tok != rotated }, release: make(chan struct{})}
+	e := newEnv(t, func(c *Config) {
+		c.MaxTokenReviews = bound
+		c.TokenReviewer = rec
+	})
+	rec.next = e.tokens
+	e.tokens.tokens[first] = e.tokens.tokens[goodToken]
+	e.tokens.tokens[rotated] = e.tokens.tokens[goodToken]
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+	if r := e.do(t, http.MethodPost, PathAlertmanager, body, withToken(first)); r.Code != http.StatusCreated {
+		t.Fatalf("first post: status %d", r.Code)
+	}
+
+	var wg sync.WaitGroup
+	for i := range bound {
+		wg.Go(func() { e.do(t, http.MethodPost, PathAlertmanager, body, withToken(fmt.Sprintf("junk-%d", i))) })
+	}
+	defer wg.Wait()
+	defer close(rec.release)
+	waitFor(t, "the unknown tokens to hold every slot", func() bool { now, _ := rec.flight(); return now == bound })
+	decodeProblem(t, e.do(t, http.MethodPost, PathAlertmanager, body, withToken(testJWT(testIssuer, "someone-else", "3"))),
+		http.StatusServiceUnavailable, ProblemAuthBusy)
+
+	if r := e.do(t, http.MethodPost, PathAlertmanager, body, withToken(rotated)); r.Code != http.StatusAccepted {
+		t.Errorf("rotated token of a known subject during the flood: status %d %s, want 202", r.Code, r.Body)
+	}
+}
+
+// Forged JWTs naming known subjects get at most one review of the known
+// pool per subject, and all together at most half of it: the rest stays
+// for the tokens accepted before, and the other forgeries compete with
+// unknown tokens.
+func TestForgedSubjectsHoldOneKnownSlotEach(t *testing.T) {
+	const bound, perSubject = 4, 6
+	for _, tc := range []struct {
+		name     string
+		subjects []string
+		// inKnown is how many forgeries the known pool takes.
+		inKnown int
+	}{
+		{"one subject", []string{"sa-a"}, 1},
+		{"more subjects than half the pool", []string{"sa-a", "sa-b", "sa-c"}, bound / 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forged := map[string]bool{}
+			for _, sub := range tc.subjects {
+				for i := range perSubject {
+					forged[testJWT(testIssuer, sub, fmt.Sprintf("forged-%d", i))] = true
+				}
+			}
+			rec := &reviewRecorder{hold: func(tok string) bool { return forged[tok] }, release: make(chan struct{})}
+			e := newEnv(t, func(c *Config) {
+				c.MaxTokenReviews = bound
+				c.TokenReviewer = rec
+			})
+			rec.next = e.tokens
+			body := webhook(t, firing("X", "shop", "pod", "a"))
+			for _, sub := range tc.subjects {
+				tok := testJWT(testIssuer, sub, "real")
+				e.tokens.tokens[tok] = authenticationv1.UserInfo{Username: sub}
+				if r := e.do(t, http.MethodPost, PathAlertmanager, body, withToken(tok)); r.Code != http.StatusCreated && r.Code != http.StatusAccepted {
+					t.Fatalf("%s: status %d", sub, r.Code)
+				}
+			}
+			if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusAccepted {
+				t.Fatalf("good token: status %d", r.Code)
+			}
+			e.clock.Step(DefaultAuthCacheTTL)
+
+			var wg sync.WaitGroup
+			for tok := range forged {
+				wg.Go(func() { e.do(t, http.MethodPost, PathAlertmanager, body, withToken(tok)) })
+			}
+			defer wg.Wait()
+			defer close(rec.release)
+			// tc.inKnown forgeries in the known pool, bound more in the
+			// fresh pool; every other one refused at once.
+			held := tc.inKnown + bound
+			waitFor(t, "the forged tokens to be reviewed or refused", func() bool {
+				now, _ := rec.flight()
+				return now == held && counterValue(t, e.reg, MetricAuthRefused, map[string]string{"reason": "capacity"}) == float64(len(forged)-held)
+			})
+			e.srv.auth.mu.Lock()
+			rotating, known := len(e.srv.auth.rotating), len(e.srv.auth.renewals)
+			e.srv.auth.mu.Unlock()
+			if rotating != tc.inKnown || known != tc.inKnown {
+				t.Errorf("subjects under review %d, known-pool slots taken %d; want %d of each", rotating, known, tc.inKnown)
+			}
+			if _, peak := rec.flight(); peak != held {
+				t.Errorf("reviews in flight peaked at %d, want %d", peak, held)
+			}
+			// The token accepted before, expired, is reviewed again from the
+			// slots the forgeries could not take.
+			if r := e.post(t, PathAlertmanager, body); r.Code != http.StatusAccepted {
+				t.Errorf("known token during the forgeries: status %d %s, want 202", r.Code, r.Body)
+			}
+		})
+	}
+}
+
+func TestTokenSubject(t *testing.T) {
+	enc := base64.RawURLEncoding
+	jwt := func(payload string) string { return "e30." + enc.EncodeToString([]byte(payload)) + ".c2ln" }
+	want := subjectKey("iss", "sub")
+	for _, tc := range []struct {
+		name, token string
+		ok          bool
+	}{
+		{"jwt", jwt(`{"iss":"iss","sub":"sub","exp":1}`), true},
+		{"no issuer", jwt(`{"sub":"sub"}`), false},
+		{"no subject", jwt(`{"iss":"iss"}`), false},
+		{"two parts", "e30." + enc.EncodeToString([]byte(`{"iss":"iss","sub":"sub"}`)), false},
+		{"four parts", jwt(`{"iss":"iss","sub":"sub"}`) + ".x", false},
+		{"not base64url", "e30.!!.c2ln", false},
+		{"not json", jwt(`iss=iss`), false},
+		{"opaque", goodToken, false},
+	} {
+		got, ok := tokenSubject(tc.token)
+		if ok != tc.ok || (ok && got != want) {
+			t.Errorf("%s: tokenSubject = %x, %v; want ok %v", tc.name, got, ok, tc.ok)
+		}
+	}
+	if subjectKey("a", "bc") == subjectKey("ab", "c") {
+		t.Error("subjectKey does not separate issuer and subject")
+	}
+}
+
+// Requests that join one held review and then disconnect end without an
+// error log line each: a client going away is not a failure of ours.
+func TestDisconnectedJoinersLogNoErrors(t *testing.T) {
+	var sink logSink
+	e := newEnv(t, func(c *Config) {
+		c.MaxTokenReviews = 1
+		c.Logger = funcr.New(sink.write, funcr.Options{})
+	})
+	e.tokens.gate = make(chan struct{})
+	body := webhook(t, firing("X", "shop", "pod", "a"))
+	const n = 50
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequestWithContext(ctx, http.MethodPost, PathAlertmanager, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer junk-shared")
+			req.Header.Set("Content-Type", "application/json")
+			e.srv.Handler().ServeHTTP(httptest.NewRecorder(), req)
+		})
+	}
+	waitFor(t, "every request to join the review", func() bool {
+		return counterValue(t, e.reg, MetricAuthCacheLookups, map[string]string{"result": "miss"}) == n
+	})
+	cancel()
+	wg.Wait()
+	close(e.tokens.gate)
+	waitFor(t, "the review to end", func() bool {
+		e.srv.auth.mu.Lock()
+		defer e.srv.auth.mu.Unlock()
+		return len(e.srv.auth.calls) == 0
+	})
+	if lines := sink.find(`"authenticate"`); len(lines) != 0 {
+		t.Errorf("%d error log lines for %d disconnects, want none; first: %s", len(lines), n, lines[0])
+	}
+	if got := e.tokens.calls.Load(); got != 1 {
+		t.Errorf("TokenReviews = %d, want 1", got)
 	}
 }
 

@@ -125,8 +125,32 @@
 // reviews of uncached tokens run at once; a request that finds them all
 // taken is answered 503 with Retry-After at once (problem type
 // authentication-busy), never queued. Tokens accepted before whose cache
-// entry expired have as many slots of their own, so a flood of unknown
-// tokens does not lock out the senders already known. The rate of the
+// entry expired have as many slots of their own (the known pool), so a
+// flood of unknown tokens does not lock out a known sender that keeps its
+// token. A sender whose token changed (a rotated projected token, or the
+// first request of a token to this replica) is also known if its token is
+// a JWT whose issuer and subject (iss, sub) are those of a token this
+// replica accepted before (the last Config.AuthCacheSize subjects
+// accepted). Those claims are read without checking the signature, so
+// anyone can name a known subject: such tokens get at most one review of
+// the known pool in flight per subject, and all together at most half of
+// it (MaxTokenReviews/2, rounded down), and otherwise compete with unknown
+// tokens. The TokenReview still decides; the claims only choose the pool.
+// So during a flood of unknown tokens:
+//
+//   - a token accepted before is reviewed again from the known pool, of
+//     which forged claims can take at most half;
+//   - a known sender's new token is reviewed, unless a review of another
+//     token naming its subject (a forgery, or its own other new token) is
+//     in flight, or half the known pool already serves such tokens: a
+//     forger naming known subjects can delay a real rotation, by one
+//     review at a time, never lock out the tokens accepted before;
+//   - a sender this replica never accepted (a first-ever sender, every
+//     sender after the gateway restarts, a token that is not a JWT with
+//     iss and sub) competes with the flood and may be answered
+//     authentication-busy until the flood ends.
+//
+// The rate of the
 // reviews is the concern of the TokenReviewer's client: `leasehold gateway`
 // gives reviews and the readiness check clients with rate limiters of their
 // own, apart from the one that writes RemediationRequests and Leases.

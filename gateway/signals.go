@@ -154,6 +154,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 				"the request deadline passed while validating the token; the signal was not counted and may be sent again"))
 			return r, false
 		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// The client went away (or the server is stopping); nobody
+			// reads the answer. Not an error of ours: a flood of clients
+			// that give up while joining one review must not cost a
+			// line each.
+			log.V(1).Info("token not validated: request cancelled", "error", err.Error())
+			w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
+			writeProblem(w, newProblem(r, http.StatusServiceUnavailable, ProblemAuthUnavailable,
+				"the request was cancelled while validating the token; the signal was not counted and may be sent again"))
+			return r, false
+		}
 		log.Error(err, "authenticate")
 		w.Header().Set("Retry-After", retryAfterSeconds(s.cfg.RetryAfter))
 		writeProblem(w, newProblem(r, http.StatusServiceUnavailable, ProblemAuthUnavailable, "cannot validate the token now: "+err.Error()))

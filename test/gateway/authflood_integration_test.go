@@ -30,11 +30,22 @@ import (
 
 // The flood's size. The defaults fit CI under -race on 2 cores and still
 // send several times more unknown tokens than the review clients' rate
-// allows; the issue's figure is -flood-rate 1000 -flood-duration 30s.
+// allows, for longer than an accepted token stays cached (so the valid
+// sender is reviewed again during the flood); the issue's figure is
+// -flood-rate 1000 -flood-duration 30s.
 var (
 	floodRate     = flag.Float64("flood-rate", 200, "junk-token requests per second in TestJunkTokenFloodDuringStorm")
-	floodDuration = flag.Duration("flood-duration", 10*time.Second, "length of the junk-token flood in TestJunkTokenFloodDuringStorm")
+	floodDuration = flag.Duration("flood-duration", 15*time.Second, "length of the junk-token flood in TestJunkTokenFloodDuringStorm")
+	// floodGatewayArgs lets a run check that the test notices a lost
+	// bound, e.g. -flood-gateway-args=--max-token-reviews=1000000.
+	floodGatewayArgs = flag.String("flood-gateway-args", "", "extra flags, space-separated, for the gateways of TestJunkTokenFloodDuringStorm")
 )
+
+// floodSlowdown is how much longer than its configured duration the flood
+// may take. The flood is paced by schedule, so it ends late only when its
+// requests are answered late: when they queue (behind the review clients'
+// rate limiters, for instance) instead of being refused at once.
+const floodSlowdown = 2
 
 // The review client rate of `leasehold gateway` (its --auth-qps and
 // --auth-burst defaults), which bounds the TokenReviews a flood can cause.
@@ -46,13 +57,22 @@ const authQPS, authBurst = 20, 40
 // ServiceAccount token for the gateway's audience, runs over them. Every
 // valid signal must be counted exactly, /readyz must never fail, every
 // junk request must be answered 401 or 503, and the TokenReviews must stay
-// within what the review clients' rate limit allows, far below one per
-// junk request.
+// within what the review clients' rate limit allows over the flood's
+// configured duration, far below one per junk request. The flood must be
+// refused for capacity, not queued: requests that wait for a review would
+// stretch the flood, and the reviews with it.
 func TestJunkTokenFloodDuringStorm(t *testing.T) {
+	const gateways = 3
+	if *floodDuration <= gateway.DefaultAuthCacheTTL {
+		t.Fatalf("-flood-duration %v must be longer than the auth cache TTL (%v), so that the valid sender is reviewed again during the flood", *floodDuration, gateway.DefaultAuthCacheTTL)
+	}
+	if *floodRate <= gateways*authQPS {
+		t.Fatalf("-flood-rate %v must be above the review rate of the gateways (%d/s), or the review pools are never full", *floodRate, gateways*authQPS)
+	}
 	ctx := t.Context()
 	ns := newNamespace(t, "flood")
 	token := senderToken(t, ns, gateway.DefaultAudience)
-	gws := startGateways(t, ns, 3)
+	gws := startGateways(t, ns, gateways, strings.Fields(*floodGatewayArgs)...)
 	t.Cleanup(func() {
 		for _, gw := range gws {
 			if err := gw.Stop(20 * time.Second); err != nil {
@@ -93,8 +113,6 @@ func TestJunkTokenFloodDuringStorm(t *testing.T) {
 	stopProbe()
 	probing.Wait()
 	after := scrapeAuth(t, gws)
-	// Every review counted was admitted by a token bucket before now.
-	admitted := time.Since(start)
 
 	if err := rep.Check(true); err != nil {
 		t.Errorf("storm of valid signals: %v\noutcomes %v retries %v", err, rep.Outcomes, rep.RetriesByCause)
@@ -116,11 +134,21 @@ func TestJunkTokenFloodDuringStorm(t *testing.T) {
 		t.Errorf("junk answers: %s", other)
 	}
 	reviews := after.tokenReviews - before.tokenReviews
-	// What the review clients' token buckets allow over the run, for every
-	// gateway: the junk flood cannot buy more.
-	limit := float64(len(gws)) * (authBurst + authQPS*admitted.Seconds())
+	// What the review clients' token buckets allow, for every gateway,
+	// from the flood's start until a review of its last request is given
+	// up (the request timeout after it was sent). From the configured
+	// duration, not the elapsed time: a flood that queues for reviews
+	// instead of being refused takes longer and would buy more.
+	limit := float64(len(gws)) * (authBurst + authQPS*(*floodDuration+gateway.DefaultRequestTimeout).Seconds())
 	if reviews > limit {
 		t.Errorf("%v TokenReviews for %d junk requests in %v, more than the review clients' rate allows (%v)", reviews, sent, elapsed.Round(time.Millisecond), limit)
+	}
+	capacity := after.capacity - before.capacity
+	if capacity == 0 {
+		t.Errorf("no junk request refused for capacity: the review pools never filled, so their bound was not exercised")
+	}
+	if elapsed > floodSlowdown**floodDuration {
+		t.Errorf("the flood took %v, more than %d times its %v: its requests queued instead of being refused", elapsed.Round(time.Millisecond), floodSlowdown, *floodDuration)
 	}
 	if sent < int(*floodRate*floodDuration.Seconds()*0.9) {
 		t.Errorf("only %d junk requests sent, want about %v: the flood did not happen", sent, *floodRate*floodDuration.Seconds())
@@ -128,7 +156,7 @@ func TestJunkTokenFloodDuringStorm(t *testing.T) {
 	t.Logf("junk: %d requests in %v (%.0f/s), answers %v; TokenReviews %v (%.3f per junk request, limit %v); refused malformed %v, for capacity %v; "+
 		"readyz: %d polls, %d failed; valid signals: %d, outcomes %v, retries %v",
 		sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), codes, reviews, reviews/float64(max(sent, 1)), limit,
-		after.malformed-before.malformed, after.capacity-before.capacity, polls, failures, rep.Signals, rep.Outcomes, rep.RetriesByCause)
+		after.malformed-before.malformed, capacity, polls, failures, rep.Signals, rep.Outcomes, rep.RetriesByCause)
 }
 
 // senderToken creates a ServiceAccount in ns that may create
