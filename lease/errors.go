@@ -32,7 +32,8 @@ var (
 
 	// ErrClosed is returned by TryAcquire and Acquire once the Locker is
 	// closing (also when Close released the lock before they could return
-	// it), and is the cause (with ErrReleased) of the Context of locks
+	// it; if that release found the Lease taken over, the error matches
+	// ErrLost as well), and is the cause (with ErrReleased) of the Context of locks
 	// released by Locker.Close, unless that release found the Lease taken
 	// over or deleted: then the cause is ErrLost.
 	ErrClosed = errors.New("lease: locker closed")

@@ -167,10 +167,15 @@ func (l *Locker) acquire(ctx context.Context, key string, wait bool) (*Lock, err
 			// late), or a loss was observed during the lock delay. It is
 			// not safely held; end it (touching nothing once the deadline
 			// has passed) and pass the key on.
-			if errors.Is(lerr, ErrReleased) {
+			switch {
+			case errors.Is(lerr, ErrReleased):
 				// Nobody holds a lock not yet returned but the Locker:
 				// Close released it (a hand-off granted as Close began).
 				lerr = closedError{}
+			case l.closeCtx.Err() != nil:
+				// Close released it and found it lost on the way: still
+				// an acquisition ended by Close, and the loss is kept.
+				lerr = fmt.Errorf("%w: %w", ErrClosed, lerr)
 			}
 			_ = lk.Release(ctx)
 			lk, err = nil, fmt.Errorf("acquire %s: lock ended before it was returned: %w", key, lerr)
