@@ -203,10 +203,21 @@ func (a *authenticator) authenticate(ctx context.Context, token string) (decisio
 		a.rejected.remove(key)
 	}
 	a.metrics.authCache.WithLabelValues("miss").Inc()
+	var subject tokenKey
+	var hasSubject bool
+	if _, shared := a.calls[key]; !shared && !known {
+		// The claims choose the pool of a token not accepted before.
+		// Parsing them (up to the token size limit) is done outside a.mu,
+		// so that a flood of JWT-shaped junk does not serialize every
+		// other request's cache lookup behind it.
+		a.mu.Unlock()
+		subject, hasSubject = tokenSubject(token)
+		a.mu.Lock()
+	}
 	call, shared := a.calls[key]
 	if !shared {
 		call = &reviewCall{done: make(chan struct{})}
-		call.subject, call.hasSubject = tokenSubject(token)
+		call.subject, call.hasSubject = subject, hasSubject
 		release, ok := a.admit(call, known)
 		if !ok {
 			a.mu.Unlock()
