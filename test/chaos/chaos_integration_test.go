@@ -361,7 +361,7 @@ func setupLines() []string {
 		fmt.Sprintf("System: %d gateway and %d orchestrator processes and the simulated executor (executions take 1 s), one real kube-apiserver and etcd, all on one 2-core machine; %v leases; replica 0 of each service reaches the API server through a TCP proxy the test controls.", replicas, replicas, leaseDuration),
 		fmt.Sprintf("Storm per run: %d alerts about %d workloads at %d/s (concurrency %d) through `storm.Run`, which retries 429s, 5xx and failed attempts, as Alertmanager does, on the next gateway; beside it, %d requests on each of %d shared targets created directly, so executions queue per target.", stormSignals, stormFingerprints, stormRate, stormConcurrency, directRequests, directTargets),
 		"Checks per run, each of which fails the run: every signal acknowledged (lost = never acknowledged, or acknowledged and not counted); no incident with two requests in progress at any moment, seen by a watch of etcd replaying every change in commit order; acknowledged <= occurrenceCount <= sent per incident, which with every signal acknowledged means exact counts; every request Completed; at most one active WorkflowExecution per target at every change; no Lease still renewed once all work is done; no replica exited unless killed; every replica stops cleanly on SIGTERM.",
-		"Recovery: from the fault's end (the kill, SIGCONT, the server back, the partition healed) until every Lease the victims held at the fault was released or taken over and a WorkflowExecution started after the fault's end.",
+		"Recovery: from the fault's end (the kill, SIGCONT, the server back, the partition healed) until every Lease the victims held at the fault was released or taken over and a WorkflowExecution started after the fault's end (once the fault has ended and the storm is over, one more request is created on a target of its own, so that one has to).",
 		"Abandoned Leases: left by killed or cut-off holders, expired (unchanged for a lease duration), deleted by `leasehold locks sweep` or taken over on next use.",
 	}
 }
@@ -437,6 +437,20 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 	if out.err != nil {
 		fail("storm: %v", out.err)
 	}
+	// A fault that outlasts the storm's work (an API server that drains
+	// for seconds before it stops) can leave nothing to do once it ends.
+	// One more request, on a target of its own, makes sure an execution
+	// has to start after the fault's end, so that recovery is always
+	// measured rather than assumed.
+	settled := stormFingerprints + directTargets*directRequests
+	if !f.end.IsZero() {
+		probe := directRequest(c.ns, v1alpha1.TargetRef{Cluster: "local", APIVersion: "v1", Kind: "Node", Name: "recovery-probe"}, 0, time.Now())
+		if err := cli.Create(ctx, probe); err != nil {
+			fail("create the recovery probe %s: %v", probe.Name, err)
+		} else {
+			settled++
+		}
+	}
 	rep := out.rep
 	if rep != nil {
 		checkStorm(rep, &res, fail)
@@ -445,7 +459,7 @@ func runScenario(t *testing.T, sc scenario, run int) Result {
 		fail("%s", msg)
 	}
 
-	if err := c.waitSettled(ctx, stormFingerprints+directTargets*directRequests, 3*time.Minute); err != nil {
+	if err := c.waitSettled(ctx, settled, 3*time.Minute); err != nil {
 		fail("%v", err)
 	} else {
 		checkCompleted(ctx, c, fail)
@@ -612,31 +626,37 @@ func createDirect(t *testing.T, ns string) {
 	for i := range directRequests {
 		for j := range directTargets {
 			target := v1alpha1.TargetRef{Cluster: "local", APIVersion: "v1", Kind: "Node", Name: fmt.Sprintf("shared-%d", j)}
-			sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d", ns, target.LockKey(), i))
-			fp := hex.EncodeToString(sum[:])
 			n := i*directTargets + j
-			rr := &v1alpha1.RemediationRequest{
-				ObjectMeta: metav1.ObjectMeta{
-					Name:      fmt.Sprintf("direct-%s-%02d", target.Name, i),
-					Namespace: ns,
-					Labels: map[string]string{
-						v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp),
-						v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(target),
-					},
-				},
-				Spec: v1alpha1.RemediationRequestSpec{
-					Fingerprint:  fp,
-					SignalName:   "NodeNotReady",
-					Severity:     "critical",
-					Source:       v1alpha1.SourceAlertmanager,
-					Target:       target,
-					SignalTarget: target,
-					ReceivedAt:   metav1.NewMicroTime(base.Add(time.Duration(n) * time.Millisecond)),
-				},
-			}
+			rr := directRequest(ns, target, i, base.Add(time.Duration(n)*time.Millisecond))
 			if err := cli.Create(t.Context(), rr); err != nil {
 				t.Fatalf("create %s: %v", rr.Name, err)
 			}
 		}
+	}
+}
+
+// directRequest is request i on target, as a sender other than the
+// gateway would create it.
+func directRequest(ns string, target v1alpha1.TargetRef, i int, receivedAt time.Time) *v1alpha1.RemediationRequest {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d", ns, target.LockKey(), i))
+	fp := hex.EncodeToString(sum[:])
+	return &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("direct-%s-%02d", target.Name, i),
+			Namespace: ns,
+			Labels: map[string]string{
+				v1alpha1.LabelFingerprint: v1alpha1.FingerprintLabelValue(fp),
+				v1alpha1.LabelTarget:      v1alpha1.TargetLabelValue(target),
+			},
+		},
+		Spec: v1alpha1.RemediationRequestSpec{
+			Fingerprint:  fp,
+			SignalName:   "NodeNotReady",
+			Severity:     "critical",
+			Source:       v1alpha1.SourceAlertmanager,
+			Target:       target,
+			SignalTarget: target,
+			ReceivedAt:   metav1.NewMicroTime(receivedAt),
+		},
 	}
 }
