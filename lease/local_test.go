@@ -333,25 +333,7 @@ func (c *gatedContext) Done() <-chan struct{} {
 // Acquire returns it: Acquire fails with ErrClosed, the documented error of
 // acquisitions while the Locker closes, and returns no lock.
 func TestAcquireGrantedAHandoffThatCloseReleasedIsClosed(t *testing.T) {
-	e := newEnv(t)
-	l := e.locker("pod-a")
-	lk, err := l.TryAcquire(context.Background(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := &gatedContext{Context: context.Background(), entered: make(chan struct{}), open: make(chan struct{})}
-	res := make(chan error, 1)
-	go func() {
-		w, err := l.Acquire(ctx, "k")
-		if w != nil {
-			err = fmt.Errorf("Acquire returned a lock (Err %v)", w.Err())
-		}
-		res <- err
-	}()
-	<-ctx.entered
-	if err := lk.Release(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	e, l, lk, ctx, res := handedOffToHeldWaiter(t)
 	if holderOf(e.stored("k")) == lk.Holder() {
 		t.Fatal("setup: Release did not hand the Lease off to the waiter")
 	}
@@ -385,5 +367,59 @@ func TestCloseOfATakenOverLockEndsItLost(t *testing.T) {
 	}
 	if holderOf(e.stored("k")) != "pod-b/1" {
 		t.Fatal("Close deleted another holder's Lease")
+	}
+}
+
+// handedOffToHeldWaiter holds "k", queues a waiter whose Acquire is held on
+// its context (gatedContext) after it joined the queue, and releases the
+// lock, which hands it to that waiter. The waiter's Acquire has not
+// returned yet: it finishes, sending its error to res, once ctx.open is
+// closed.
+func handedOffToHeldWaiter(t *testing.T) (*env, *Locker, *Lock, *gatedContext, chan error) {
+	t.Helper()
+	e := newEnv(t)
+	l := e.locker("pod-a")
+	lk, err := l.TryAcquire(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &gatedContext{Context: context.Background(), entered: make(chan struct{}), open: make(chan struct{})}
+	res := make(chan error, 1)
+	go func() {
+		w, err := l.Acquire(ctx, "k")
+		if w != nil {
+			err = fmt.Errorf("Acquire returned a lock (Err %v)", w.Err())
+		}
+		res <- err
+	}()
+	<-ctx.entered
+	if err := lk.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e, l, lk, ctx, res
+}
+
+// As TestAcquireGrantedAHandoffThatCloseReleasedIsClosed, but the handed-off
+// Lease is taken over before Close releases it. The waiter is still an
+// acquisition ended by Close, so its error matches ErrClosed, and ErrLost
+// too, since the release found the takeover.
+func TestAcquireEndedByCloseOfATakenOverHandoffIsClosed(t *testing.T) {
+	e, l, _, ctx, res := handedOffToHeldWaiter(t)
+	e.foreign("k", "pod-b/1")
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	l.mu.Lock()
+	handed := l.slots["k"].holder
+	l.mu.Unlock()
+	eventually(t, "Close released the handed-off lock and found the takeover", func() bool { return errors.Is(handed.Err(), ErrLost) })
+	t.Logf("handed-off lock: Err %v", handed.Err())
+	close(ctx.open)
+	err := receive(t, res, "Acquire")
+	if err := receive(t, closed, "Close"); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	t.Logf("Acquire = %v", err)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrLost) {
+		t.Fatalf("Acquire = %v, want ErrClosed and ErrLost", err)
 	}
 }
